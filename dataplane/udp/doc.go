@@ -1,0 +1,75 @@
+// Package udp holds gw's dataplane implementations over local UDP sockets.
+// Importing it (for its side effect) registers them with package dataplane:
+//
+//	import _ "github.com/gw-project/gw/dataplane/udp"
+//
+// # Implementations
+//
+// "std" is portable: a net.UDPConn read one datagram at a time
+// (ReadMsgUDPAddrPort), each handed to the sink as a batch of one, and
+// written one at a time (WriteToUDPAddrPort). It is the baseline.
+//
+// "mmsg" (Linux) reads with recvmmsg and writes with sendmmsg, issued
+// directly (unix.Syscall6 over preallocated unix.Mmsghdr, iovec, sockaddr and
+// control arrays) inside syscall.RawConn Read/Write callbacks, so that the Go
+// netpoller parks the worker when the socket is empty and Close wakes it, and
+// nothing allocates per packet (x/net's ReadBatch allocates a source address
+// per datagram). On top of that, where the kernel has them:
+//
+//   - UDP GSO on send: consecutive datagrams of Send of equal size (the last
+//     may be shorter) go out as one message with a UDP_SEGMENT control
+//     message, up to 64 datagrams / 64 KiB; the kernel splits them. This is
+//     where batching pays (sendmmsg alone saves little). If the kernel
+//     answers EIO or EINVAL to a GSO message, GSO is switched off for that
+//     socket and the datagrams are sent again without it.
+//   - UDP GRO on receive: the kernel may queue several datagrams of one
+//     sender as one buffer with a UDP_GRO control message giving their size;
+//     the worker splits it into packets for the sink. See "GRO buffers".
+//   - SO_RXQ_OVFL: the kernel's count of datagrams it dropped because the
+//     receive queue was full rides along with received datagrams, and
+//     SO_MEMINFO is read on Stats; both give Stats.Drops[DropOverflow].
+//
+// A setsockopt the kernel refuses just leaves the feature off; Stats.Features
+// says what a port uses.
+//
+// # Workers
+//
+// Each port has one receive worker goroutine, locked to its OS thread
+// (runtime.LockOSThread) and, when Config.CPUs is set, pinned to one of those
+// CPUs round-robin (sched_setaffinity). The sink runs on that thread, so a
+// batch goes from the kernel to the sink with no goroutine hand-off. A pinned
+// worker exits still locked, so the runtime retires its thread instead of
+// reusing a thread with a narrowed CPU mask.
+//
+// # GRO buffers
+//
+// A coalesced buffer can be up to 64 KiB, and the kernel truncates (loses)
+// whatever does not fit the receive buffer, so with GRO every receive slot
+// must take 64 KiB. Giving each of the BatchSize slots a 64 KiB pool buffer
+// would cost 4 MiB of resident memory per port for traffic that, from local
+// apps on the loopback interface, is almost never coalesced (loopback does no
+// GRO; only senders that use GSO themselves produce such buffers). So each
+// slot reads into two iovecs: its ordinary pool buffer (Config.BufSize)
+// first, then a 64 KiB spill area of an anonymous mmap reserved per port. A
+// normal datagram lands in the pool buffer and is handed on in place; only a
+// coalesced one spills, and then the pool buffer's part is copied just in
+// front of the spill area (one copy of at most BufSize bytes per up to 64
+// datagrams) so the datagrams lie contiguous. The mapping is address space,
+// not memory: pages become resident only when something spills into them. A
+// datagram that is not coalesced and does not fit BufSize is dropped as
+// truncated, as with GRO off.
+//
+// # Close
+//
+// Port.Close closes the socket, which wakes the worker out of the netpoller,
+// waits for the worker to return (so the sink is never called after Close
+// returns), returns the worker's buffers to the pool and frees the port
+// number. A sink may call Close of its own port (on Linux): Close then does
+// not wait for itself; the worker stops after the sink returns.
+//
+// # Counters
+//
+// Counters are atomics updated once per receive batch or Send call, not per
+// datagram; receive and send counters sit on separate cache lines so that a
+// worker and a sender do not contend.
+package udp

@@ -1,0 +1,355 @@
+package udp
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gw-project/gw/dataplane"
+)
+
+func init() {
+	dataplane.Register("mmsg", func(cfg dataplane.Config) (dataplane.Dataplane, error) {
+		return newPlane("mmsg", cfg, listenMmsg)
+	})
+}
+
+const (
+	// groSpill is the spill area behind each receive slot: the largest
+	// coalesced buffer is a 64 KiB IP datagram's payload.
+	groSpill = 64 << 10
+	// sendStates is how many concurrent Send calls keep their own
+	// preallocated state; beyond that a call builds a fresh one.
+	sendStates = 8
+)
+
+// mmsgPort is the Linux batched implementation.
+type mmsgPort struct {
+	base
+	family  int // AF_INET or AF_INET6, for sockaddrs
+	bufSize int
+
+	// Receive state, touched only by the worker.
+	bufs    [][]byte // pool buffers, one per slot
+	hdrs    []unix.Mmsghdr
+	iovs    []unix.Iovec
+	names   []unix.RawSockaddrInet6 // big enough for either family
+	ctrl    []byte
+	ctrlLen int    // control space per slot
+	spill   []byte // GRO spill areas (mmap), nil without GRO
+	stride  int    // bytes per slot in spill: BufSize prefix + groSpill
+	pkts    []dataplane.Packet
+	readFn  func(fd uintptr) bool
+	rn      int           // readFn result: messages read
+	rerr    syscall.Errno // readFn result: error
+	rcalls  uint64        // recvmmsg calls since last counted
+	ovfl    uint32        // last SO_RXQ_OVFL value seen
+	groBufs atomic.Uint64 // coalesced buffers split (tests, bench)
+
+	// Send side.
+	gso     atomic.Bool
+	states  chan *sendState
+	failGSO atomic.Int32 // tests: fail this many GSO messages with EIO
+}
+
+func listenMmsg(pl *plane, num int, egress bool) (port, error) {
+	conn, err := listenUDP(pl, num)
+	if err != nil {
+		return nil, err
+	}
+	p := &mmsgPort{bufSize: pl.cfg.BufSize, states: make(chan *sendState, sendStates)}
+	if err := p.init(pl, num, conn, egress); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	p.addFeature(dataplane.FeatureBatchSend)
+	off := pl.cfg.Disable
+	var gso, gro, ovfl bool
+	var domErr error
+	err = p.rc.Control(func(fd uintptr) {
+		s := int(fd)
+		p.family, domErr = unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		// The kernel has UDP GSO if it knows the socket option.
+		_, e := unix.GetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+		gso = e == nil && off&dataplane.FeatureGSO == 0
+		if egress {
+			_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF, 0)
+			return
+		}
+		if off&dataplane.FeatureGRO == 0 {
+			gro = unix.SetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+		}
+		if off&dataplane.FeatureRxqOvfl == 0 {
+			ovfl = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1) == nil
+		}
+	})
+	if err == nil {
+		err = domErr
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if gso {
+		p.gso.Store(true)
+		p.addFeature(dataplane.FeatureGSO)
+	}
+	if egress {
+		return p, nil
+	}
+	setRecvBuffer(p.rc, pl.cfg.SockBuf, conn.SetReadBuffer)
+	p.addFeature(dataplane.FeatureBatchRecv)
+	if ovfl {
+		p.addFeature(dataplane.FeatureRxqOvfl)
+	}
+	if gro {
+		if !p.mapSpill(pl.cfg.BatchSize) {
+			gro = false
+			_ = p.rc.Control(func(fd uintptr) {
+				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 0)
+			})
+		} else {
+			p.addFeature(dataplane.FeatureGRO)
+		}
+	}
+	p.setupRecv(pl, gro)
+	return p, nil
+}
+
+// mapSpill reserves the GRO spill areas: address space only, pages are
+// touched only by coalesced datagrams.
+func (p *mmsgPort) mapSpill(slots int) bool {
+	p.stride = p.bufSize + groSpill
+	m, err := unix.Mmap(-1, 0, slots*p.stride, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return false
+	}
+	p.spill = m
+	return true
+}
+
+// setupRecv builds the recvmmsg arrays once; the worker reuses them.
+func (p *mmsgPort) setupRecv(pl *plane, gro bool) {
+	n := pl.cfg.BatchSize
+	p.bufs = make([][]byte, n)
+	pl.pool.GetN(p.bufs)
+	iovPer := 1
+	if gro {
+		iovPer = 2
+	}
+	p.hdrs = make([]unix.Mmsghdr, n)
+	p.iovs = make([]unix.Iovec, n*iovPer)
+	p.names = make([]unix.RawSockaddrInet6, n)
+	p.ctrlLen = unix.CmsgSpace(4) + unix.CmsgSpace(4) // UDP_GRO int, SO_RXQ_OVFL uint32
+	// Backed by uint64s so every slot's control area is aligned for cmsghdr.
+	words := make([]uint64, (n*p.ctrlLen+7)/8)
+	p.ctrl = unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), n*p.ctrlLen)
+	for i := range n {
+		iov := p.iovs[i*iovPer : (i+1)*iovPer]
+		iov[0].Base = &p.bufs[i][0]
+		iov[0].SetLen(p.bufSize)
+		if gro {
+			iov[1].Base = &p.spill[i*p.stride+p.bufSize]
+			iov[1].SetLen(groSpill)
+		}
+		h := &p.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&p.names[i]))
+		h.Namelen = unix.SizeofSockaddrInet6
+		h.Iov = &iov[0]
+		h.SetIovlen(iovPer)
+		h.Control = &p.ctrl[i*p.ctrlLen]
+		h.SetControllen(p.ctrlLen)
+	}
+	p.pkts = make([]dataplane.Packet, 0, n)
+	// Created once: handing a method value or a fresh closure to
+	// RawConn.Read on every call would allocate.
+	p.readFn = func(fd uintptr) bool {
+		for {
+			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&p.hdrs[0])),
+				uintptr(len(p.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+			p.rcalls++
+			switch e {
+			case 0:
+				p.rn, p.rerr = int(r), 0
+				return true
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // park in the netpoller until readable
+			default:
+				p.rn, p.rerr = 0, e
+				return true
+			}
+		}
+	}
+	p.release = func() {
+		pl.pool.PutN(p.bufs)
+		for i := range p.iovs {
+			p.iovs[i].Base = nil
+		}
+		if p.spill != nil {
+			_ = unix.Munmap(p.spill)
+			p.spill = nil
+		}
+	}
+}
+
+func (p *mmsgPort) start() { p.startWorker(p.loop) }
+
+func (p *mmsgPort) loop() {
+	for {
+		if err := p.rc.Read(p.readFn); err != nil {
+			if p.readFailed(err) {
+				return
+			}
+			continue
+		}
+		if p.rerr != 0 {
+			if p.readFailed(p.rerr) {
+				return
+			}
+			continue
+		}
+		if !p.process(p.rn) {
+			return
+		}
+	}
+}
+
+// process turns the n messages of one recvmmsg into packets for the sink,
+// splitting coalesced ones, and rearms the headers the kernel wrote into.
+// It returns false once the port is closing.
+func (p *mmsgPort) process(n int) bool {
+	r := p.sink.Load()
+	pk := p.pkts[:0]
+	nbytes, datagrams := 0, 0
+	var trunc uint64
+	ok := true
+	// add queues one datagram, handing a full batch to the sink.
+	add := func(d []byte, addr netip.AddrPort) {
+		pk = append(pk, dataplane.Packet{Data: d, Addr: addr})
+		nbytes += len(d)
+		datagrams++
+		if len(pk) == cap(pk) {
+			ok = p.deliver(r, pk, nbytes)
+			pk, nbytes = pk[:0], 0
+		}
+	}
+	for i := 0; i < n && ok; i++ {
+		h := &p.hdrs[i]
+		ln := int(h.Len)
+		flags := h.Hdr.Flags
+		gso := 0
+		if h.Hdr.Controllen > 0 {
+			gso = p.parseControl(i, int(h.Hdr.Controllen))
+		}
+		addr := decodeSockaddr(&p.names[i])
+		h.Hdr.Namelen = unix.SizeofSockaddrInet6
+		h.Hdr.SetControllen(p.ctrlLen)
+		h.Hdr.Flags = 0
+		if flags&unix.MSG_TRUNC != 0 {
+			trunc++
+			continue
+		}
+		var data []byte
+		switch {
+		case ln <= p.bufSize:
+			data = p.bufs[i][:ln]
+		case gso > 0 && p.spill != nil:
+			// Coalesced and spilled: move the head next to the rest.
+			at := i * p.stride
+			copy(p.spill[at:at+p.bufSize], p.bufs[i])
+			data = p.spill[at : at+ln]
+		default:
+			trunc++ // one datagram longer than BufSize
+			continue
+		}
+		if gso == 0 || gso >= ln {
+			add(data, addr)
+			continue
+		}
+		p.groBufs.Add(1)
+		if gso > p.bufSize { // as if received one by one: each truncated
+			trunc += uint64((ln + gso - 1) / gso)
+			continue
+		}
+		for off := 0; off < ln && ok; off += gso {
+			add(data[off:min(off+gso, ln)], addr)
+		}
+	}
+	if ok && len(pk) > 0 {
+		ok = p.deliver(r, pk, nbytes)
+	}
+	p.c.rxCalls.Add(p.rcalls)
+	p.rcalls = 0
+	if datagrams > 0 {
+		p.c.hist[histIndex(datagrams)].Add(1)
+	}
+	if trunc > 0 {
+		p.c.drops[dataplane.DropTruncated].Add(trunc)
+	}
+	return ok
+}
+
+// parseControl reads the control messages of slot i: the GRO segment size
+// (returned, 0 if none) and the kernel's drop counter.
+func (p *mmsgPort) parseControl(i, n int) (gso int) {
+	b := p.ctrl[i*p.ctrlLen : i*p.ctrlLen+min(n, p.ctrlLen)]
+	hdrLen := unix.CmsgLen(0)
+	for len(b) >= hdrLen {
+		c := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		l := int(c.Len)
+		if l < hdrLen || l > len(b) {
+			break
+		}
+		data := b[hdrLen:l]
+		switch {
+		case c.Level == unix.IPPROTO_UDP && c.Type == unix.UDP_GRO && len(data) >= 4:
+			gso = int(binary.NativeEndian.Uint32(data))
+		case c.Level == unix.SOL_SOCKET && c.Type == unix.SO_RXQ_OVFL && len(data) >= 4:
+			if v := binary.NativeEndian.Uint32(data); v != p.ovfl {
+				p.ovfl = v
+				storeMax(&p.c.drops[dataplane.DropOverflow], uint64(v))
+			}
+		}
+		next := unix.CmsgSpace(l - hdrLen)
+		if next >= len(b) {
+			break
+		}
+		b = b[next:]
+	}
+	return gso
+}
+
+// decodeSockaddr reads a source address the kernel wrote, without
+// allocating. IPv4-mapped IPv6 addresses (dual-stack sockets) come out as
+// IPv4; IPv6 zones are not kept.
+func decodeSockaddr(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	switch sa.Family {
+	case unix.AF_INET:
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), ntohs(s4.Port))
+	case unix.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), ntohs(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// ntohs reads a port stored in network byte order.
+func ntohs(port uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&port))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// htons stores a port in network byte order.
+func htons(port uint16) uint16 {
+	var v uint16
+	b := (*[2]byte)(unsafe.Pointer(&v))
+	b[0], b[1] = byte(port>>8), byte(port)
+	return v
+}

@@ -1,0 +1,7 @@
+//go:build unix && !linux
+
+package udp
+
+import "syscall"
+
+const msgTrunc = syscall.MSG_TRUNC
