@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"io"
+	"math"
+	"runtime"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/gw-project/gw/dataplane"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestDataplaneScenarioSmoke runs the scenario's whole chain briefly at a
+// low fixed rate: it checks the plumbing (rows, CPU samples, goals), not
+// any number.
+func TestDataplaneScenarioSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs traffic")
+	}
+	o := dpOptions{
+		Impls:              dataplane.Names(),
+		Payloads:           []int{200},
+		PortMin:            46000,
+		PortMax:            46999,
+		LoadgenGSO:         true,
+		Trial:              100 * time.Millisecond,
+		Steps:              1,
+		FixedRate:          5000,
+		Measure:            300 * time.Millisecond,
+		Warmup:             100 * time.Millisecond,
+		DrainQuiet:         100 * time.Millisecond,
+		SampleTimeout:      5 * time.Second,
+		MaxMeasureAttempts: 1,
+	}
+	res, err := dataplaneScenario(context.Background(), &Env{Duration: o.Measure, Log: io.Discard}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != len(o.Impls) {
+		t.Fatalf("%d rows for %d implementations", len(res.Rows), len(o.Impls))
+	}
+	for _, row := range res.Rows {
+		vals := map[string]float64{}
+		for _, v := range row.Values {
+			vals[v.Name] = v.V
+		}
+		if vals["rate"] <= 0 {
+			t.Errorf("%v: nothing relayed: %v", row.Labels, vals)
+		}
+		if runtime.GOOS == "linux" && (math.IsNaN(vals["worker"]) || vals["worker"] <= 0) {
+			t.Errorf("%v: no worker CPU measured: %v", row.Labels, vals)
+		}
+	}
+	wantGoals := 1
+	if len(o.Impls) > 1 {
+		wantGoals += len(o.Payloads)
+	}
+	if len(res.Goals) != wantGoals {
+		t.Errorf("goals: %+v", res.Goals)
+	}
+}
+
+// TestSearchFindsARate runs the rate search once, briefly.
+func TestSearchFindsARate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs traffic")
+	}
+	o := dpOptions{
+		Impls: []string{"std"}, Payloads: []int{200}, PortMin: 46000, PortMax: 46999,
+		LoadgenGSO: true, Trial: 100 * time.Millisecond, Steps: 2,
+		Measure: 200 * time.Millisecond, Warmup: 50 * time.Millisecond,
+		DrainQuiet: 50 * time.Millisecond, SampleTimeout: 5 * time.Second, MaxMeasureAttempts: 1,
+	}
+	m, err := runDPCase(context.Background(), &Env{Log: io.Discard}, o, "std", 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.offered <= 0 || m.fwd == 0 {
+		t.Errorf("search gave %+v", m)
+	}
+}
