@@ -1,0 +1,318 @@
+// Command gw is a self-hosted WebRTC gateway: a local REST API (SkyWay
+// WebRTC Gateway 0.4.3 compatible), plain UDP ports for the app's media and
+// data, and an embedded PeerJS-compatible signaling server.
+//
+//	gw [flags]                  run the gateway
+//	gw signaling [flags]        run only the signaling server
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gw-project/gw/controlplane"
+	"github.com/gw-project/gw/dataplane"
+	_ "github.com/gw-project/gw/dataplane/udp" // registers std and mmsg
+	"github.com/gw-project/gw/signaling"
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// options are gw's settings after flags, environment and config file.
+type options struct {
+	apiAddr         string
+	signalingAddr   string
+	signalingURL    string
+	signalingKeys   string
+	signalingOpen   bool
+	mediaAddr       string
+	portRange       string
+	eventTimeout    time.Duration
+	logLevel        string
+	iceServers      listFlag
+	dataplane       string
+	dataplaneCPUs   string
+	shutdownTimeout time.Duration
+}
+
+func gatewayFlags(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("gw", flag.ContinueOnError)
+	fs.StringVar(&o.apiAddr, "api-addr", "127.0.0.1:8000", "listen address of the REST API")
+	fs.StringVar(&o.signalingAddr, "signaling-addr", "127.0.0.1:9000", "listen address of the embedded signaling server, or \"off\"")
+	fs.StringVar(&o.signalingURL, "signaling-url", "", "PeerJS WebSocket endpoint peers register at (default: the embedded server, ws://<signaling-addr>/peerjs)")
+	fs.StringVar(&o.signalingKeys, "signaling-keys", "", "TOML key file of the embedded signaling server (keys, domains, secrets)")
+	fs.BoolVar(&o.signalingOpen, "signaling-open", false, "let the embedded signaling server listen on a non-loopback address without a key file")
+	fs.StringVar(&o.mediaAddr, "media-addr", "127.0.0.1", "IP on which media, rtcp and data ports open; reported as ip_v4")
+	fs.StringVar(&o.portRange, "port-range", "50001-51000", "local UDP ports handed out, in order")
+	fs.DurationVar(&o.eventTimeout, "event-timeout", 30*time.Second, "how long an event long-poll waits before answering 408")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Var(&o.iceServers, "ice-server", "STUN/TURN server as URL[,USERNAME,CREDENTIAL], used by peers created with turn: true (repeatable)")
+	fs.StringVar(&o.dataplane, "dataplane", dataplane.DefaultName(), "dataplane implementation: "+strings.Join(dataplane.Names(), ", "))
+	fs.StringVar(&o.dataplaneCPUs, "dataplane-cpus", "", "CPUs dataplane workers are pinned to, e.g. 0,2-3 (default: not pinned)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for peers to close")
+	fs.String("config", "", "TOML config file (gw's keys, or the original gateway's config.toml)")
+	return fs
+}
+
+func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "signaling" {
+		return runSignaling(args[1:], stderr)
+	}
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version" || args[0] == "-version") {
+		fmt.Fprintln(stderr, "gw", version)
+		return 0
+	}
+	var o options
+	fs := gatewayFlags(&o)
+	fs.SetOutput(stderr)
+	if err := parseAll(fs, "GW_", args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "gw:", err)
+		return 2
+	}
+	log, err := newLogger(o.logLevel, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "gw:", err)
+		return 2
+	}
+	if err := runGateway(o, log); err != nil {
+		log.Error("gw stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// parseAll parses the command line, then fills the rest from the
+// environment and the config file.
+func parseAll(fs *flag.FlagSet, envPrefix string, args []string) error {
+	file, err := loadConfigFile(findConfigPath(args))
+	if err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return applyEnvAndFile(fs, envPrefix, file)
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// parseICEServer reads URL[,USERNAME,CREDENTIAL].
+func parseICEServer(s string) (controlplane.ICEServer, error) {
+	parts := strings.Split(s, ",")
+	url := strings.TrimSpace(parts[0])
+	if !strings.HasPrefix(url, "stun:") && !strings.HasPrefix(url, "stuns:") &&
+		!strings.HasPrefix(url, "turn:") && !strings.HasPrefix(url, "turns:") {
+		return controlplane.ICEServer{}, fmt.Errorf("ice server %q: URL must start with stun:, stuns:, turn: or turns:", s)
+	}
+	srv := controlplane.ICEServer{URLs: []string{url}}
+	switch len(parts) {
+	case 1:
+	case 3:
+		srv.Username, srv.Credential = parts[1], parts[2]
+	default:
+		return controlplane.ICEServer{}, fmt.Errorf("ice server %q: want URL or URL,USERNAME,CREDENTIAL", s)
+	}
+	return srv, nil
+}
+
+// runGateway runs until SIGINT/SIGTERM, then closes every peer and port.
+func runGateway(o options, log *slog.Logger) error {
+	mediaIP, err := parseIP(o.mediaAddr)
+	if err != nil {
+		return err
+	}
+	lo, hi, err := parsePortRange(o.portRange)
+	if err != nil {
+		return err
+	}
+	cpus, err := parseCPUs(o.dataplaneCPUs)
+	if err != nil {
+		return err
+	}
+	var ice []controlplane.ICEServer
+	for _, s := range o.iceServers {
+		srv, err := parseICEServer(s)
+		if err != nil {
+			return err
+		}
+		ice = append(ice, srv)
+	}
+	if o.eventTimeout <= 0 {
+		return errors.New("event timeout must be positive")
+	}
+
+	// Listen first, so a taken port fails fast before anything else starts.
+	var sig *signaling.Server
+	var sigLn net.Listener
+	if o.signalingAddr != "off" {
+		sig, err = newSignalingServer(o.signalingAddr, o.signalingKeys, o.signalingOpen, "--signaling-keys", "--signaling-open", log)
+		if err != nil {
+			return err
+		}
+		if sigLn, err = net.Listen("tcp", o.signalingAddr); err != nil {
+			return fmt.Errorf("signaling listener: %w", err)
+		}
+		if o.signalingURL == "" {
+			o.signalingURL = "ws://" + sigLn.Addr().String() + "/peerjs"
+		}
+	} else if o.signalingURL == "" {
+		return errors.New("--signaling-addr off needs --signaling-url")
+	}
+	apiLn, err := net.Listen("tcp", o.apiAddr)
+	if err != nil {
+		if sigLn != nil {
+			sigLn.Close()
+		}
+		return fmt.Errorf("api listener: %w", err)
+	}
+
+	dp, err := dataplane.New(o.dataplane, dataplane.Config{Addr: mediaIP, PortMin: lo, PortMax: hi, CPUs: cpus})
+	if err != nil {
+		apiLn.Close()
+		if sigLn != nil {
+			sigLn.Close()
+		}
+		return err
+	}
+	defer dp.Close()
+
+	cp, err := controlplane.New(controlplane.Config{
+		SignalingURL: o.signalingURL,
+		MediaAddr:    mediaIP,
+		EventTimeout: o.eventTimeout,
+		ICEServers:   ice,
+		Dataplane:    dp,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+
+	errc := make(chan error, 2)
+	if sig != nil {
+		go func() { errc <- sig.Serve(sigLn) }()
+		log.Info("signaling server listening", "addr", sigLn.Addr().String())
+	}
+	go func() { errc <- cp.Serve(apiLn) }()
+	log.Info("gw ready", "version", version, "api", apiLn.Addr().String(), "signaling_url", o.signalingURL,
+		"media_addr", mediaIP, "ports", o.portRange, "dataplane", dp.Name())
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(stop)
+	var runErr error
+	select {
+	case s := <-stop:
+		log.Info("shutting down", "signal", s.String())
+	case runErr = <-errc:
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	// Peers leave signaling before the embedded server goes away.
+	if err := cp.Shutdown(ctx); err != nil && runErr == nil {
+		runErr = fmt.Errorf("api shutdown: %w", err)
+	}
+	if sig != nil {
+		if err := sig.Close(); err != nil && runErr == nil {
+			runErr = fmt.Errorf("signaling shutdown: %w", err)
+		}
+	}
+	if err := dp.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	log.Info("gw stopped")
+	return runErr
+}
+
+// newSignalingServer builds the embedded (or standalone) signaling server,
+// refusing a non-loopback address without keys unless told to be open.
+// keysFlag and openFlag name the flags in the refusal.
+func newSignalingServer(addr, keysPath string, open bool, keysFlag, openFlag string, log *slog.Logger) (*signaling.Server, error) {
+	var keys *signaling.KeyStore
+	if keysPath != "" {
+		var err error
+		if keys, err = signaling.LoadKeys(keysPath); err != nil {
+			return nil, err
+		}
+	} else if !isLoopbackAddr(addr) && !open {
+		return nil, fmt.Errorf("signaling server on non-loopback address %s without a key file: give %s, or %s to accept any key", addr, keysFlag, openFlag)
+	}
+	return signaling.NewServer(signaling.ServerOptions{Keys: keys, Logger: log.With("component", "signaling")}), nil
+}
+
+// runSignaling is `gw signaling`: the signaling server alone.
+func runSignaling(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gw signaling", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:9000", "listen address")
+	keys := fs.String("keys", "", "TOML key file (keys, domains, secrets)")
+	open := fs.Bool("open", false, "allow a non-loopback address without a key file")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.String("config", "", "TOML config file")
+	if err := parseAll(fs, "GW_SIGNALING_", args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "gw signaling:", err)
+		return 2
+	}
+	log, err := newLogger(*level, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "gw signaling:", err)
+		return 2
+	}
+	srv, err := newSignalingServer(*addr, *keys, *open, "--keys", "--open", log)
+	if err != nil {
+		log.Error("gw signaling", "err", err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Error("gw signaling", "err", err)
+		return 1
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("signaling server listening", "addr", ln.Addr().String())
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(stop)
+	select {
+	case <-stop:
+	case err := <-errc:
+		log.Error("gw signaling", "err", err)
+		return 1
+	}
+	if err := srv.Close(); err != nil {
+		log.Error("gw signaling", "err", err)
+		return 1
+	}
+	return 0
+}
