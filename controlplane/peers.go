@@ -29,6 +29,7 @@ type peer struct {
 
 	mu     sync.Mutex
 	closed bool
+	conns  map[string]connection // by PeerJS connectionId
 }
 
 type credentialBody struct {
@@ -230,7 +231,12 @@ func (s *Server) closePeer(p *peer, reason string) {
 		return
 	}
 	p.closed = true
+	conns := p.conns
+	p.conns = nil
 	p.mu.Unlock()
+	for _, c := range conns {
+		c.close("peer closed")
+	}
 	if p.client != nil {
 		_ = p.client.Close()
 	}
@@ -310,12 +316,6 @@ func (s *Server) peerStatus(ctx *fasthttp.RequestCtx) *apiError {
 		"disconnected": !p.client.Connected(),
 	})
 	return nil
-}
-
-// HandleMessage receives what the signaling server relays to this peer.
-func (p *peer) HandleMessage(m signaling.Message) {
-	<-p.ready
-	p.s.log.Debug("signaling message", "peer", p.id, "type", m.Type, "src", m.Src)
 }
 
 // HandleState learns of the signaling connection's ups and downs. A drop is

@@ -79,6 +79,14 @@ func (r *registry) removePeer(p *peer) {
 	r.retireLocked(retiredKey{p.id, p.token}, p.events)
 }
 
+// retire keeps the event queue of a deleted connection pollable for a
+// while (connection ids are never reused, so no token is needed).
+func (r *registry) retire(id string, q *eventQueue) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.retireLocked(retiredKey{id: id}, q)
+}
+
 func (r *registry) retireLocked(k retiredKey, q *eventQueue) {
 	if !q.pending() {
 		return

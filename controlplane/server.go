@@ -59,7 +59,11 @@ type Server struct {
 	log  *slog.Logger
 	http *fasthttp.Server
 	reg  *registry
-	stop chan struct{} // closed by Shutdown: ends long-polls
+	// media (media.go) and data (data.go) keep the ports and connections
+	// of their part of the API.
+	media *mediaRegistry
+	data  *dataRegistry
+	stop  chan struct{} // closed by Shutdown: ends long-polls
 	// wg tracks background work owned by objects (signaling handlers, closers).
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -83,10 +87,12 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{
-		cfg:  cfg,
-		log:  cfg.Logger,
-		reg:  newRegistry(),
-		stop: make(chan struct{}),
+		cfg:   cfg,
+		log:   cfg.Logger,
+		reg:   newRegistry(),
+		media: newMediaRegistry(),
+		data:  newDataRegistry(),
+		stop:  make(chan struct{}),
 	}
 	r := s.routes()
 	s.http = &fasthttp.Server{
@@ -121,6 +127,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, p := range s.reg.allPeers() {
 		s.closePeer(p, "shutdown")
 	}
+	s.media.closeAll()
+	s.data.closeAll()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	var err error
@@ -181,24 +189,24 @@ func (s *Server) routeTable() []route {
 		{"GET", "/peers/{peer_id}/events", cmdPeersEvents, s.peerEvents},
 		{"GET", "/peers/{peer_id}/status", cmdPeersStatus, s.peerStatus},
 
-		{"POST", "/data", cmdDataCreate, notImplemented},
-		{"DELETE", "/data/{data_id}", cmdDataDelete, notImplemented},
-		{"POST", "/data/connections", cmdDataConnCreate, notImplemented},
-		{"DELETE", "/data/connections/{data_connection_id}", cmdDataConnDelete, notImplemented},
-		{"PUT", "/data/connections/{data_connection_id}", cmdDataConnPut, notImplemented},
-		{"GET", "/data/connections/{data_connection_id}/events", cmdDataConnEvents, notImplemented},
-		{"GET", "/data/connections/{data_connection_id}/status", cmdDataConnStatus, notImplemented},
+		{"POST", "/data", cmdDataCreate, s.createData},
+		{"DELETE", "/data/{data_id}", cmdDataDelete, s.deleteData},
+		{"POST", "/data/connections", cmdDataConnCreate, s.createDataConnection},
+		{"DELETE", "/data/connections/{data_connection_id}", cmdDataConnDelete, s.deleteDataConnection},
+		{"PUT", "/data/connections/{data_connection_id}", cmdDataConnPut, s.putDataConnection},
+		{"GET", "/data/connections/{data_connection_id}/events", cmdDataConnEvents, s.dataConnectionEvents},
+		{"GET", "/data/connections/{data_connection_id}/status", cmdDataConnStatus, s.dataConnectionStatus},
 
-		{"POST", "/media", cmdMediaCreate, notImplemented},
-		{"DELETE", "/media/{media_id}", cmdMediaDelete, notImplemented},
-		{"POST", "/media/rtcp", cmdRTCPCreate, notImplemented},
-		{"DELETE", "/media/rtcp/{rtcp_id}", cmdRTCPDelete, notImplemented},
-		{"POST", "/media/connections", cmdMediaConnCreate, notImplemented},
-		{"DELETE", "/media/connections/{media_connection_id}", cmdMediaConnDelete, notImplemented},
-		{"POST", "/media/connections/{media_connection_id}/answer", cmdMediaConnAnswer, notImplemented},
-		{"POST", "/media/connections/{media_connection_id}/pli", cmdMediaConnPLI, notImplemented},
-		{"GET", "/media/connections/{media_connection_id}/events", cmdMediaConnEvents, notImplemented},
-		{"GET", "/media/connections/{media_connection_id}/status", cmdMediaConnStatus, notImplemented},
+		{"POST", "/media", cmdMediaCreate, s.createMedia},
+		{"DELETE", "/media/{media_id}", cmdMediaDelete, s.deleteMedia},
+		{"POST", "/media/rtcp", cmdRTCPCreate, s.createRTCP},
+		{"DELETE", "/media/rtcp/{rtcp_id}", cmdRTCPDelete, s.deleteRTCP},
+		{"POST", "/media/connections", cmdMediaConnCreate, s.createMediaConnection},
+		{"DELETE", "/media/connections/{media_connection_id}", cmdMediaConnDelete, s.deleteMediaConnection},
+		{"POST", "/media/connections/{media_connection_id}/answer", cmdMediaConnAnswer, s.answerMediaConnection},
+		{"POST", "/media/connections/{media_connection_id}/pli", cmdMediaConnPLI, s.mediaConnectionPLI},
+		{"GET", "/media/connections/{media_connection_id}/events", cmdMediaConnEvents, s.mediaConnectionEvents},
+		{"GET", "/media/connections/{media_connection_id}/status", cmdMediaConnStatus, s.mediaConnectionStatus},
 	}
 }
 

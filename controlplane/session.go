@@ -135,3 +135,120 @@ func (s *session) addRemoteCandidate(c webrtc.ICECandidateInit) {
 		s.p.s.log.Debug("remote candidate refused", "connection", s.id, "err", err)
 	}
 }
+
+// connection is a media or data connection as its peer's signaling sees it.
+type connection interface {
+	// signaling is the connection's session.
+	signaling() *session
+	// handleAnswer applies the remote's ANSWER to an offer gw made.
+	handleAnswer(webrtc.SessionDescription) error
+	// fail fires ERROR with msg, then closes.
+	fail(msg string)
+	// close tears the connection down and fires its CLOSE; reason is
+	// logged. Idempotent; never waits on the peer's signaling client.
+	close(reason string)
+}
+
+// addConn registers c under its PeerJS connectionId; false once the peer
+// is closing.
+func (p *peer) addConn(id string, c connection) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	if p.conns == nil {
+		p.conns = map[string]connection{}
+	}
+	p.conns[id] = c
+	return true
+}
+
+// removeConn forgets c if it is still the connection under id.
+func (p *peer) removeConn(id string, c connection) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns[id] == c {
+		delete(p.conns, id)
+	}
+}
+
+func (p *peer) conn(id string) connection {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conns[id]
+}
+
+// connsWith lists the connections to remote (all of them if remote is "").
+func (p *peer) connsWith(remote string) []connection {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []connection
+	for _, c := range p.conns {
+		if remote == "" || c.signaling().remote == remote {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// HandleMessage receives what the signaling server relays to this peer, in
+// order, on the signaling client's goroutine.
+func (p *peer) HandleMessage(m signaling.Message) {
+	<-p.ready
+	log := p.s.log.With("peer", p.id, "type", m.Type, "src", m.Src)
+	switch m.Type {
+	case signaling.TypeOffer:
+		var o pjOffer
+		if err := json.Unmarshal(m.Payload, &o); err != nil || o.ConnectionID == "" {
+			log.Warn("malformed offer ignored", "err", err)
+			return
+		}
+		// PeerJS does not renegotiate: a second offer replaces the connection.
+		if old := p.conn(o.ConnectionID); old != nil {
+			old.close("replaced by a new offer")
+		}
+		switch o.Type {
+		case "media":
+			p.s.acceptCall(p, m.Src, o)
+		case "data":
+			p.s.acceptConnect(p, m.Src, o)
+		default:
+			log.Warn("offer of unknown connection type ignored", "connection_type", o.Type)
+		}
+	case signaling.TypeAnswer:
+		var a pjAnswer
+		if err := json.Unmarshal(m.Payload, &a); err != nil {
+			log.Warn("malformed answer ignored", "err", err)
+			return
+		}
+		c := p.conn(a.ConnectionID)
+		if c == nil {
+			log.Debug("answer for an unknown connection", "connection", a.ConnectionID)
+			return
+		}
+		if err := c.handleAnswer(a.SDP); err != nil {
+			c.fail("the remote's answer was refused: " + err.Error())
+		}
+	case signaling.TypeCandidate:
+		var cand pjCandidate
+		if err := json.Unmarshal(m.Payload, &cand); err != nil {
+			log.Warn("malformed candidate ignored", "err", err)
+			return
+		}
+		if c := p.conn(cand.ConnectionID); c != nil {
+			c.signaling().addRemoteCandidate(cand.Candidate)
+		}
+	case signaling.TypeLeave:
+		for _, c := range p.connsWith(m.Src) {
+			c.close("the remote peer left")
+		}
+	case signaling.TypeExpire:
+		// Our offer waited at the server for a peer that never came.
+		for _, c := range p.connsWith(m.Src) {
+			c.fail("peer " + m.Src + " is not connected to the signaling server")
+		}
+	default:
+		log.Info("signaling message", "payload", string(m.Payload))
+	}
+}
