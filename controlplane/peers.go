@@ -196,11 +196,15 @@ func connectError(err error, id, url string) *apiError {
 
 // lookupPeer resolves {peer_id} and the token query parameter.
 func (s *Server) lookupPeer(ctx *fasthttp.RequestCtx) (*peer, *apiError) {
-	id := pathParam(ctx, "peer_id")
-	token := string(ctx.QueryArgs().Peek("token"))
 	if !ctx.QueryArgs().Has("token") {
 		return nil, badRequest("token", "token field is not specified")
 	}
+	return s.authPeer(pathParam(ctx, "peer_id"), string(ctx.QueryArgs().Peek("token")))
+}
+
+// authPeer finds peer id and checks its token: 404 for an unknown peer, 403
+// for a wrong token. Operations naming the peer in their body use it too.
+func (s *Server) authPeer(id, token string) (*peer, *apiError) {
 	p := s.reg.peer(id)
 	if p == nil {
 		return nil, notFound("peer_id", "no peer %s", describe(id))
