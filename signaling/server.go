@@ -50,6 +50,9 @@ type ServerOptions struct {
 	MaxMessageSize int64
 	// AllowDiscovery enables GET {Path}{key}/peers.
 	AllowDiscovery bool
+	// Index, if set, answers a browser's GET {Path} (Accept: text/html)
+	// instead of the JSON banner: gw's viewer page.
+	Index fasthttp.RequestHandler
 	// Fallback serves the requests the signaling server does not handle
 	// (gw mounts its viewer page there). Nil: 404.
 	Fallback fasthttp.RequestHandler

@@ -51,6 +51,10 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	switch route {
 	case "banner":
+		if s.o.Index != nil && acceptsHTML(ctx) {
+			s.o.Index(ctx)
+			return
+		}
 		ctx.SetContentType("application/json; charset=utf-8")
 		ctx.SetBodyString(banner)
 	case "id":
@@ -164,4 +168,10 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx) {
 	if err := s.up.Upgrade(ctx, func(ws *websocket.Conn) { s.serveConn(ws, p) }); err != nil {
 		s.log.Debug("signaling: upgrade failed", "err", err)
 	}
+}
+
+// acceptsHTML: a browser navigating to the server (it asks for text/html
+// first); PeerJS clients and scripts asking for the banner do not.
+func acceptsHTML(ctx *fasthttp.RequestCtx) bool {
+	return strings.Contains(string(ctx.Request.Header.Peek("Accept")), "text/html")
 }

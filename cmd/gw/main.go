@@ -24,6 +24,7 @@ import (
 	"github.com/gw-project/gw/dataplane"
 	_ "github.com/gw-project/gw/dataplane/udp" // registers std and mmsg
 	"github.com/gw-project/gw/signaling"
+	"github.com/gw-project/gw/signaling/viewer"
 )
 
 var version = "dev"
@@ -264,7 +265,13 @@ func newSignalingServer(addr, keysPath string, open bool, keysFlag, openFlag str
 	} else if !isLoopbackAddr(addr) && !open {
 		return nil, fmt.Errorf("signaling server on non-loopback address %s without a key file: give %s, or %s to accept any key", addr, keysFlag, openFlag)
 	}
-	return signaling.NewServer(signaling.ServerOptions{Keys: keys, Logger: log.With("component", "signaling")}), nil
+	// The viewer page answers browsers at the server's root.
+	return signaling.NewServer(signaling.ServerOptions{
+		Keys:     keys,
+		Index:    viewer.Index,
+		Fallback: viewer.Assets,
+		Logger:   log.With("component", "signaling"),
+	}), nil
 }
 
 // runSignaling is `gw signaling`: the signaling server alone.
