@@ -74,8 +74,41 @@ type Dataplane interface {
 	// Egress is a shared send-only port bound to the configured address on
 	// an ephemeral port outside the range; gw sends to apps through it.
 	Egress() Port
+	// Totals returns the counters of all its ports together (for metrics).
+	Totals() Totals
 	// Close closes every port still open. Idempotent.
 	Close() error
+}
+
+// Totals are a dataplane's counters since it was created.
+type Totals struct {
+	// Stats sums every port it opened, closed ones included, and the egress
+	// port, so that each counter only grows (what Prometheus counters
+	// need); Features is the union of the open ports' features.
+	Stats
+	// Ports is how many ports of the range are open now.
+	Ports int
+	// Buffers is how many packet buffers the dataplane's pool has made,
+	// BuffersIdle how many of them wait in it (the rest are held by port
+	// workers), each of BufSize bytes.
+	Buffers, BuffersIdle, BufSize int
+}
+
+// Add adds o's counters to s and unites the features.
+func (s *Stats) Add(o Stats) {
+	s.RxPackets += o.RxPackets
+	s.RxBytes += o.RxBytes
+	s.TxPackets += o.TxPackets
+	s.TxBytes += o.TxBytes
+	s.RxSyscalls += o.RxSyscalls
+	s.TxSyscalls += o.TxSyscalls
+	for i := range s.Drops {
+		s.Drops[i] += o.Drops[i]
+	}
+	for i := range s.BatchHist {
+		s.BatchHist[i] += o.BatchHist[i]
+	}
+	s.Features |= o.Features
 }
 
 // Config is what every implementation is built from.

@@ -106,6 +106,10 @@ type ClientOptions struct {
 	QueueSize int
 	Handler   Handler
 	Logger    *slog.Logger
+	// Observe, if set, is told of every message Send takes ("sent") or
+	// refuses ("send_failed") and every one handed to the Handler
+	// ("received"), with its type; for metrics. It must be quick.
+	Observe func(msgType, result string)
 }
 
 // version sent in the URL: the PeerJS client release gw's behaviour follows.
@@ -243,9 +247,18 @@ func (c *Client) Send(m Message) error {
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return fmt.Errorf("signaling: encode message: %w", err)
+		err = fmt.Errorf("signaling: encode message: %w", err)
+	} else {
+		err = c.enqueue(b)
 	}
-	return c.enqueue(b)
+	if c.o.Observe != nil {
+		result := "sent"
+		if err != nil {
+			result = "send_failed"
+		}
+		c.o.Observe(m.Type, result)
+	}
+	return err
 }
 
 func (c *Client) enqueue(b []byte) error {
@@ -353,6 +366,14 @@ func (c *Client) dispatch() {
 
 // emit hands ev to the dispatcher; false once the client is closing.
 func (c *Client) emit(ev event) bool {
+	if c.o.Observe != nil {
+		switch {
+		case ev.msg != nil:
+			c.o.Observe(ev.msg.Type, "received")
+		case ev.isSec:
+			c.o.Observe(TypeExpiresIn, "received")
+		}
+	}
 	select {
 	case c.events <- ev:
 		return true

@@ -58,6 +58,13 @@ type ServerOptions struct {
 	Fallback fasthttp.RequestHandler
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Observe, if set, is told of every frame a registered peer sends and
+	// of every queued message that expires, with its type and what became
+	// of it: "relayed", "queued", "expired", "dropped", "accepted" (handled
+	// by the server: HEARTBEAT, LEAVE without dst, CREDENTIAL) or
+	// "rejected" (a CREDENTIAL renewal); for metrics. It is called with
+	// the server's lock held and must be quick.
+	Observe func(msgType, result string)
 }
 
 const (
@@ -484,6 +491,12 @@ func credentialMsg(err error) string {
 func (s *Server) handleFrame(c *sconn, f frame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	result := "dropped"
+	defer func() {
+		if s.o.Observe != nil {
+			s.o.Observe(f.typ, result)
+		}
+	}()
 	cl := c.client
 	if cl == nil || cl.conn != c {
 		return // not (or no longer) registered: the official server would not route for it either
@@ -491,8 +504,9 @@ func (s *Server) handleFrame(c *sconn, f frame) {
 	switch f.typ {
 	case TypeHeartbeat:
 		cl.lastPing.Store(time.Now().UnixNano())
+		result = "accepted"
 	case TypeOffer, TypeAnswer, TypeCandidate, TypeLeave, TypeExpire:
-		s.routeLocked(cl.realm, queued{typ: f.typ, src: cl.id, dst: f.dst, payload: f.payload})
+		result = s.routeLocked(cl.realm, queued{typ: f.typ, src: cl.id, dst: f.dst, payload: f.payload})
 	case TypeCredential:
 		if cl.secret == "" {
 			return
@@ -506,21 +520,24 @@ func (s *Server) handleFrame(c *sconn, f frame) {
 		if err != nil {
 			// The old credential still holds: keep the socket.
 			c.push(errorFrame(TypeError, msgRenewalRejected+err.Error()))
+			result = "rejected"
 			return
 		}
 		cl.credExpiry, cl.expiresInSent = exp, false
 		s.checkCredentialLocked(cl, now)
+		result = "accepted"
 	}
 }
 
 // routeLocked delivers m to its destination, queues it while the destination
 // is absent (LEAVE and EXPIRE are not worth queueing), or, for LEAVE without
-// destination, unregisters the sender.
-func (s *Server) routeLocked(r *realm, m queued) {
+// destination, unregisters the sender. It says which it did, for
+// ServerOptions.Observe.
+func (s *Server) routeLocked(r *realm, m queued) (result string) {
 	if m.dst != "" {
 		if dc := r.clients[m.dst]; dc != nil {
 			if dc.conn != nil && dc.conn.push(appendMessage(nil, m.typ, m.src, m.dst, m.payload)) {
-				return
+				return "relayed"
 			}
 			// Its socket is dead but not yet noticed: forget it and tell
 			// the sender, as the official server does.
@@ -530,7 +547,7 @@ func (s *Server) routeLocked(r *realm, m queued) {
 				conn.kill(nil)
 			}
 			s.routeLocked(r, queued{typ: TypeLeave, src: m.dst, dst: m.src})
-			return
+			return "dropped"
 		}
 		if m.typ != TypeLeave && m.typ != TypeExpire {
 			q := r.queues[m.dst]
@@ -540,9 +557,10 @@ func (s *Server) routeLocked(r *realm, m queued) {
 			}
 			if len(q.msgs) < maxQueuedPerPeer {
 				q.msgs = append(q.msgs, m)
+				return "queued"
 			}
 		}
-		return
+		return "dropped"
 	}
 	if m.typ == TypeLeave {
 		if cl := r.clients[m.src]; cl != nil {
@@ -555,7 +573,9 @@ func (s *Server) routeLocked(r *realm, m queued) {
 				conn.closeAfterFlush(nil)
 			}
 		}
+		return "accepted"
 	}
+	return "dropped"
 }
 
 // checkCredentialLocked sends EXPIRESIN once when the lead is reached, and at
@@ -631,6 +651,9 @@ func (s *Server) sweepOnce(now time.Time) {
 			delete(r.queues, id)
 			seen := make(map[string]bool)
 			for _, m := range q.msgs {
+				if s.o.Observe != nil {
+					s.o.Observe(m.typ, "expired")
+				}
 				if !seen[m.src] {
 					seen[m.src] = true
 					s.routeLocked(r, queued{typ: TypeExpire, src: m.dst, dst: m.src})

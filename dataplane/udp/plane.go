@@ -45,6 +45,7 @@ type plane struct {
 	mu     sync.Mutex
 	live   map[*base]port
 	closed bool
+	gone   dataplane.Stats // counters of the ports closed so far
 }
 
 func newPlane(name string, cfg dataplane.Config, listen listenFunc) (*plane, error) {
@@ -92,11 +93,29 @@ func (pl *plane) Open() (dataplane.Port, error) {
 	return p, nil
 }
 
-// forget drops a closed port from the live set.
+// forget drops a closed port from the live set, keeping its counters for
+// Totals. (A Send on the port after this is not counted there.)
 func (pl *plane) forget(b *base) {
+	st := b.Stats()
+	st.Features = 0 // Totals' features are the open ports'
 	pl.mu.Lock()
 	delete(pl.live, b)
+	pl.gone.Add(st)
 	pl.mu.Unlock()
+}
+
+// Totals sums the counters of open and closed ports and egress. The lock
+// is held throughout so that a port closing meanwhile counts exactly once.
+func (pl *plane) Totals() dataplane.Totals {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	t := dataplane.Totals{Stats: pl.gone, Ports: len(pl.live)}
+	for _, p := range pl.live {
+		t.Add(p.Stats())
+	}
+	t.Add(pl.egress.Stats())
+	t.Buffers, t.BuffersIdle, t.BufSize = pl.pool.Allocated(), pl.pool.Idle(), pl.pool.Size()
+	return t
 }
 
 // Close closes every open port, then the egress port.
