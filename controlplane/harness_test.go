@@ -64,7 +64,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	e.sigAddr = ln.Addr().String()
 	e.sigOpts = signaling.ServerOptions{Logger: testLogger(t)}
 	dp, err := dataplane.New(dataplane.DefaultName(), dataplane.Config{
-		Addr: netip.MustParseAddr("127.0.0.1"), PortMin: 40000, PortMax: 40999,
+		Addr: netip.MustParseAddr("127.0.0.1"), PortMin: 25000, PortMax: 25999,
 	})
 	if err != nil {
 		t.Fatal(err)
