@@ -151,6 +151,7 @@ func (s *Server) createPeer(ctx *fasthttp.RequestCtx) *apiError {
 		Credential: cred,
 		Handler:    p,
 		Logger:     s.log.With("peer", wantID),
+		Observe:    s.cfg.Metrics.SignalingObserver(),
 	})
 	if err != nil {
 		s.reg.unreservePeerID(wantID)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gw-project/gw/api"
 	"github.com/gw-project/gw/dataplane"
+	"github.com/gw-project/gw/metrics"
 )
 
 // Config is what the control plane is built from; cmd/gw fills it from flags.
@@ -37,12 +38,20 @@ type Config struct {
 	ICEServers []ICEServer
 	// Dataplane opens the local UDP ports.
 	Dataplane dataplane.Dataplane
+	// DataDataplane, if set, opens the data ports (POST /data) instead:
+	// their buffers must hold whole datagrams of up to 64 KiB, where media
+	// ports need only an MTU's worth. Give it the same port range; each
+	// skips the ports the other holds.
+	DataDataplane dataplane.Dataplane
 	// MaxBodySize caps request bodies; 0 means 1 MiB.
 	MaxBodySize int
 	// SignalingTimeout bounds how long POST /peers waits for the signaling
 	// server to accept the peer; 0 means 10 s.
 	SignalingTimeout time.Duration
-	Logger           *slog.Logger
+	// Metrics, if set, is served on GET /metrics and records REST requests
+	// (see metrics.go); nil: no metrics.
+	Metrics *metrics.Registry
+	Logger  *slog.Logger
 }
 
 // ICEServer is one STUN or TURN server.
@@ -94,9 +103,10 @@ func New(cfg Config) (*Server, error) {
 		data:  newDataRegistry(),
 		stop:  make(chan struct{}),
 	}
+	s.wireMetrics()
 	r := s.routes()
 	s.http = &fasthttp.Server{
-		Handler:            r.Handler,
+		Handler:            s.instrument(r.Handler),
 		Name:               "gw",
 		MaxRequestBodySize: cfg.MaxBodySize,
 		ReadTimeout:        time.Minute,
@@ -215,6 +225,8 @@ func (s *Server) routes() *router.Router {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleOPTIONS = false
+	// Before the API's routes: it makes the router record their patterns.
+	s.metricsRoutes(r)
 	commands := map[string]string{} // path → command type, for 405 answers
 	for _, rt := range s.routeTable() {
 		rt := rt

@@ -19,6 +19,9 @@ type pjOffer struct {
 	Label         string                    `json:"label,omitempty"`
 	Reliable      *bool                     `json:"reliable,omitempty"`
 	Serialization string                    `json:"serialization,omitempty"`
+	// DcInit is a gw extension: the RTCDataChannelInit of a negotiated data
+	// channel, which the answering side must make too.
+	DcInit json.RawMessage `json:"dcInit,omitempty"`
 }
 
 type pjAnswer struct {

@@ -23,6 +23,7 @@ import (
 	"github.com/gw-project/gw/controlplane"
 	"github.com/gw-project/gw/dataplane"
 	_ "github.com/gw-project/gw/dataplane/udp" // registers std and mmsg
+	"github.com/gw-project/gw/metrics"
 	"github.com/gw-project/gw/signaling"
 	"github.com/gw-project/gw/signaling/viewer"
 )
@@ -48,6 +49,8 @@ type options struct {
 	dataplane       string
 	dataplaneCPUs   string
 	shutdownTimeout time.Duration
+	metricsAddr     string
+	metricsMax      int
 }
 
 func gatewayFlags(o *options) *flag.FlagSet {
@@ -65,6 +68,8 @@ func gatewayFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.dataplane, "dataplane", dataplane.DefaultName(), "dataplane implementation: "+strings.Join(dataplane.Names(), ", "))
 	fs.StringVar(&o.dataplaneCPUs, "dataplane-cpus", "", "CPUs dataplane workers are pinned to, e.g. 0,2-3 (default: not pinned)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for peers to close")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve GET /metrics on this address (default: only on the API listener)")
+	fs.IntVar(&o.metricsMax, "metrics-max-streams", metrics.DefaultMaxStreams, "media streams (and data connections) with series of their own in /metrics; more only count in the aggregates")
 	fs.String("config", "", "TOML config file (gw's keys, or the original gateway's config.toml)")
 	return fs
 }
@@ -167,12 +172,16 @@ func runGateway(o options, log *slog.Logger) error {
 	if o.eventTimeout <= 0 {
 		return errors.New("event timeout must be positive")
 	}
+	if o.metricsMax < 0 {
+		return errors.New("--metrics-max-streams must not be negative")
+	}
+	reg := metrics.New(metrics.Options{Version: version, MaxStreams: o.metricsMax})
 
 	// Listen first, so a taken port fails fast before anything else starts.
 	var sig *signaling.Server
 	var sigLn net.Listener
 	if o.signalingAddr != "off" {
-		sig, err = newSignalingServer(o.signalingAddr, o.signalingKeys, o.signalingOpen, "--signaling-keys", "--signaling-open", log)
+		sig, err = newSignalingServer(o.signalingAddr, o.signalingKeys, o.signalingOpen, "--signaling-keys", "--signaling-open", log, reg.SignalingObserver())
 		if err != nil {
 			return err
 		}
@@ -192,6 +201,15 @@ func runGateway(o options, log *slog.Logger) error {
 		}
 		return fmt.Errorf("api listener: %w", err)
 	}
+	ms, err := listenMetrics(o.metricsAddr, reg)
+	if err != nil {
+		apiLn.Close()
+		if sigLn != nil {
+			sigLn.Close()
+		}
+		return err
+	}
+	defer ms.close(context.Background()) // on the error paths below
 
 	dp, err := dataplane.New(o.dataplane, dataplane.Config{Addr: mediaIP, PortMin: lo, PortMax: hi, CPUs: cpus})
 	if err != nil {
@@ -202,25 +220,44 @@ func runGateway(o options, log *slog.Logger) error {
 		return err
 	}
 	defer dp.Close()
+	// Data ports take whole datagrams of up to 64 KiB (media ones an MTU's
+	// worth), so they come from a plane of their own over the same range;
+	// few buffers per port, since data apps rarely burst like media.
+	dataDP, err := dataplane.New(o.dataplane, dataplane.Config{Addr: mediaIP, PortMin: lo, PortMax: hi, CPUs: cpus,
+		BufSize: 64 << 10, BatchSize: 8})
+	if err != nil {
+		apiLn.Close()
+		if sigLn != nil {
+			sigLn.Close()
+		}
+		return err
+	}
+	defer dataDP.Close()
 
 	cp, err := controlplane.New(controlplane.Config{
-		SignalingURL: o.signalingURL,
-		MediaAddr:    mediaIP,
-		EventTimeout: o.eventTimeout,
-		ICEServers:   ice,
-		Dataplane:    dp,
-		Logger:       log,
+		SignalingURL:  o.signalingURL,
+		MediaAddr:     mediaIP,
+		EventTimeout:  o.eventTimeout,
+		ICEServers:    ice,
+		Dataplane:     dp,
+		DataDataplane: dataDP,
+		Metrics:       reg,
+		Logger:        log,
 	})
 	if err != nil {
 		return err
 	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if sig != nil {
 		go func() { errc <- sig.Serve(sigLn) }()
 		log.Info("signaling server listening", "addr", sigLn.Addr().String())
 	}
 	go func() { errc <- cp.Serve(apiLn) }()
+	if ms != nil {
+		go func() { errc <- ms.serve() }()
+		log.Info("metrics listening", "addr", ms.ln.Addr().String())
+	}
 	log.Info("gw ready", "version", version, "api", apiLn.Addr().String(), "signaling_url", o.signalingURL,
 		"media_addr", mediaIP, "ports", o.portRange, "dataplane", dp.Name())
 
@@ -240,12 +277,18 @@ func runGateway(o options, log *slog.Logger) error {
 	if err := cp.Shutdown(ctx); err != nil && runErr == nil {
 		runErr = fmt.Errorf("api shutdown: %w", err)
 	}
+	if err := ms.close(ctx); err != nil && runErr == nil {
+		runErr = fmt.Errorf("metrics shutdown: %w", err)
+	}
 	if sig != nil {
 		if err := sig.Close(); err != nil && runErr == nil {
 			runErr = fmt.Errorf("signaling shutdown: %w", err)
 		}
 	}
 	if err := dp.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := dataDP.Close(); err != nil && runErr == nil {
 		runErr = err
 	}
 	log.Info("gw stopped")
@@ -255,7 +298,7 @@ func runGateway(o options, log *slog.Logger) error {
 // newSignalingServer builds the embedded (or standalone) signaling server,
 // refusing a non-loopback address without keys unless told to be open.
 // keysFlag and openFlag name the flags in the refusal.
-func newSignalingServer(addr, keysPath string, open bool, keysFlag, openFlag string, log *slog.Logger) (*signaling.Server, error) {
+func newSignalingServer(addr, keysPath string, open bool, keysFlag, openFlag string, log *slog.Logger, observe func(msgType, result string)) (*signaling.Server, error) {
 	var keys *signaling.KeyStore
 	if keysPath != "" {
 		var err error
@@ -271,6 +314,7 @@ func newSignalingServer(addr, keysPath string, open bool, keysFlag, openFlag str
 		Index:    viewer.Index,
 		Fallback: viewer.Assets,
 		Logger:   log.With("component", "signaling"),
+		Observe:  observe,
 	}), nil
 }
 
@@ -295,7 +339,7 @@ func runSignaling(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gw signaling:", err)
 		return 2
 	}
-	srv, err := newSignalingServer(*addr, *keys, *open, "--keys", "--open", log)
+	srv, err := newSignalingServer(*addr, *keys, *open, "--keys", "--open", log, nil)
 	if err != nil {
 		log.Error("gw signaling", "err", err)
 		return 1
