@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/pion/webrtc/v4"
@@ -256,7 +257,7 @@ func (pl *callPlan) ids() (media, rtcp, fields [2]string) {
 // abort tears down a connection that never became visible to the app.
 func (mc *mediaConn) abort() {
 	mc.mu.Lock()
-	mc.closed = true
+	mc.setClosedLocked()
 	mc.mu.Unlock()
 	if mc.pc != nil {
 		_ = mc.pc.Close()
@@ -279,6 +280,7 @@ func (mc *mediaConn) attach(l *lease) bool {
 			continue
 		}
 		if k.media != nil && k.track != nil {
+			k.media.fan.SetClockRate(k.track.Codec().ClockRate)
 			k.media.fan.Add(k.track)
 		}
 		if k.rtcp != nil {
@@ -340,6 +342,7 @@ func (s *Server) createMediaConnection(ctx *fasthttp.RequestCtx) *apiError {
 	mc := &mediaConn{
 		s: s, p: p, id: "mc-" + uuid.NewString(), pjID: peerJSConnectionID(), remote: *o.TargetID,
 		outgoing: true, metadata: objectMetadata(pl.metadata), events: newEventQueue(), dcClosed: make(chan struct{}),
+		created: time.Now(), done: make(chan struct{}),
 	}
 	offerSDP, err := s.startCall(mc, &pl, mp, rp)
 	if err != nil {
@@ -461,6 +464,7 @@ func (s *Server) acceptCall(p *peer, src string, o pjOffer) {
 	mc := &mediaConn{
 		s: s, p: p, id: "mc-" + uuid.NewString(), pjID: o.ConnectionID, remote: src,
 		metadata: objectMetadata(o.Metadata), events: newEventQueue(), offer: o.SDP, dcClosed: make(chan struct{}),
+		created: time.Now(), done: make(chan struct{}),
 	}
 	pc, err := s.newMediaPC(mc, mediarelay.Defaults(true), mediarelay.Defaults(false))
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gw-project/gw/controlplane/mediarelay"
 	"github.com/gw-project/gw/dataplane"
+	"github.com/gw-project/gw/metrics/rtpstats"
 )
 
 // mediaConn is a MediaConnection: one PeerJS media call, its
@@ -39,8 +40,14 @@ type mediaConn struct {
 	offer    webrtc.SessionDescription // incoming: the caller's offer
 
 	// stats is the connection's stats interceptor (RTT, loss, counts), for
-	// the metrics to read.
+	// the metrics to read; sent counts what its senders send (see
+	// mediametrics.go).
 	stats atomic.Pointer[stats.Getter]
+	sent  *sendCounter
+	// created is when the call was made or the remote's offer came, for
+	// the setup time; done is closed when the connection closes.
+	created time.Time
+	done    chan struct{}
 	// pjdc is the PeerJS data channel riding along with the call;
 	// dcClosed is closed when it closes.
 	pjdc     atomic.Pointer[webrtc.DataChannel]
@@ -51,10 +58,12 @@ type mediaConn struct {
 	answered bool // incoming: an answer was started
 	ready    bool // READY fired
 	closed   bool
-	lease    *lease
-	send     [2]*sendKind // by kindVideo / kindAudio; nil: no app RTP nor RTCP to send
-	recv     [2]recvKind
-	loops    sync.WaitGroup // read loops, waited for by close
+	// wasConnected: the PeerConnection has been connected (setup timed).
+	wasConnected bool
+	lease        *lease
+	send         [2]*sendKind // by kindVideo / kindAudio; nil: no app RTP nor RTCP to send
+	recv         [2]recvKind
+	loops        sync.WaitGroup // read loops, waited for by close
 }
 
 // sendKind is the send side of one kind: the app's RTP from a media port
@@ -78,6 +87,9 @@ type recvKind struct {
 	appPT   int // payload type to deliver with; -1 keeps the remote's
 	// ssrc is the remote track's SSRC once it arrived (PLI names it).
 	ssrc atomic.Uint32
+	// rx measures the remote track (RFC 3550 jitter and loss); set when
+	// it arrives, fed by its rtpLoop.
+	rx atomic.Pointer[rtpstats.Receiver]
 }
 
 // Events of GET /media/connections/{id}/events.
@@ -171,7 +183,7 @@ func (mc *mediaConn) close(reason string) {
 		mc.mu.Unlock()
 		return
 	}
-	mc.closed = true
+	mc.setClosedLocked()
 	send := mc.send
 	l := mc.lease
 	mc.mu.Unlock()
@@ -206,6 +218,16 @@ func (mc *mediaConn) close(reason string) {
 	mc.s.reg.retire(mc.id, mc.events)
 	mc.s.media.removeConn(mc)
 	mc.s.log.Info("media connection closed", "connection", mc.id, "peer", mc.p.id, "remote", mc.remote, "reason", reason)
+}
+
+// setClosedLocked marks the connection closed; mc.mu is held.
+func (mc *mediaConn) setClosedLocked() {
+	if !mc.closed {
+		mc.closed = true
+		if mc.done != nil {
+			close(mc.done)
+		}
+	}
 }
 
 // startLoop runs f as a read loop close waits for; false once closed.
@@ -271,16 +293,22 @@ func (mc *mediaConn) receiverRTCPLoop(r *webrtc.RTPReceiver, k *sendKind, dst ne
 }
 
 // rtpLoop delivers a remote track to the app's redirect with the payload
-// type the app asked for. The buffer is the loop's own; nothing allocates
-// per packet.
-func rtpLoop(t *webrtc.TrackRemote, dst netip.AddrPort, pt int, egress dataplane.Port) {
+// type the app asked for, and measures it with rx (RFC 3550 jitter and
+// loss, at the time the packet is read from pion). The buffer is the
+// loop's own; nothing allocates per packet, nothing locks.
+func rtpLoop(t *webrtc.TrackRemote, dst netip.AddrPort, pt int, egress dataplane.Port, rx *rtpstats.Receiver) {
 	buf := make([]byte, readBufSize)
 	for {
 		n, _, err := t.Read(buf)
 		if err != nil {
 			return
 		}
-		if !dst.IsValid() || !mediarelay.IsRTP(buf[:n]) {
+		if !mediarelay.IsRTP(buf[:n]) {
+			continue
+		}
+		seq, ts := mediarelay.SeqTS(buf[:n])
+		rx.Update(seq, ts, mediarelay.PayloadLen(buf[:n]), time.Now())
+		if !dst.IsValid() {
 			continue
 		}
 		if pt >= 0 {
@@ -305,6 +333,8 @@ func (mc *mediaConn) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	// if pion reports the state after the track.
 	mc.markReadyLocked()
 	rk := &mc.recv[k]
+	rx := rtpstats.New(rtpstats.Config{ClockRate: t.Codec().ClockRate})
+	rk.rx.Store(rx)
 	rk.ssrc.Store(uint32(t.SSRC()))
 	dst, rtcpDst, pt, send := rk.dst, rk.rtcpDst, rk.appPT, mc.send[k]
 	if !rk.on {
@@ -315,7 +345,7 @@ func (mc *mediaConn) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	mc.mu.Unlock()
 
 	egress := mc.s.cfg.Dataplane.Egress()
-	if !mc.startLoop(func() { rtpLoop(t, dst, pt, egress) }) {
+	if !mc.startLoop(func() { rtpLoop(t, dst, pt, egress, rx) }) {
 		return
 	}
 	mc.startLoop(func() { mc.receiverRTCPLoop(r, send, rtcpDst, egress) })
@@ -341,6 +371,7 @@ func (mc *mediaConn) onConnectionState(st webrtc.PeerConnectionState) {
 	switch st {
 	case webrtc.PeerConnectionStateConnected:
 		mc.markReady()
+		mc.connected()
 	case webrtc.PeerConnectionStateFailed:
 		mc.mu.Lock()
 		ready := mc.ready
@@ -396,6 +427,8 @@ type mediaStatus struct {
 	Open     bool            `json:"open"`
 	Metadata json.RawMessage `json:"metadata"`
 	RemoteID string          `json:"remote_id"`
+	// Stats is a gw extension: per-stream figures (mediametrics.go).
+	Stats *mediaStatusStats `json:"stats"`
 }
 
 // lookupConn resolves {media_connection_id}.
@@ -417,7 +450,7 @@ func (s *Server) mediaConnectionStatus(ctx *fasthttp.RequestCtx) *apiError {
 	mc.mu.Lock()
 	open := mc.ready && !mc.closed
 	mc.mu.Unlock()
-	writeJSON(ctx, fasthttp.StatusOK, mediaStatus{Open: open, Metadata: mc.metadata, RemoteID: mc.remote})
+	writeJSON(ctx, fasthttp.StatusOK, mediaStatus{Open: open, Metadata: mc.metadata, RemoteID: mc.remote, Stats: mc.statusStats()})
 	return nil
 }
 

@@ -20,7 +20,8 @@ var errUnexpectedAnswer = errors.New("an answer for a call this peer did not mak
 // codecs given, at their PT fields) and interceptors: NACK generator and
 // responder (gw answers the remote's NACKs from its send buffer, and asks
 // for what it misses), RTCP sender and receiver reports, TWCC feedback, and
-// a stats interceptor kept per connection.
+// a stats interceptor kept per connection, and gw's own counters of what is
+// sent (mediametrics.go).
 func (s *Server) newMediaPC(mc *mediaConn, video, audio []mediarelay.Codec) (*webrtc.PeerConnection, error) {
 	me := &webrtc.MediaEngine{}
 	for _, list := range [][]mediarelay.Codec{video, audio} {
@@ -36,6 +37,18 @@ func (s *Server) newMediaPC(mc *mediaConn, video, audio []mediarelay.Codec) (*we
 	}
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "ccm", Parameter: "fir"}, webrtc.RTPCodecTypeVideo)
 	ir := &interceptor.Registry{}
+	// Counting first (next to SRTP, below the NACK responder: it sees the
+	// resends) and last (next to the track: only the originals).
+	mc.sent = &sendCounter{}
+	ir.Add(counting{c: mc.sent, inner: true})
+	// Stats next to the wire too: an interceptor sees only what the ones
+	// after it write, so the NACKs the generator sends count only here.
+	sf, err := stats.NewInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	sf.OnNewPeerConnection(func(_ string, g stats.Getter) { mc.stats.Store(&g) })
+	ir.Add(sf)
 	if err := webrtc.ConfigureNack(me, ir); err != nil {
 		return nil, err
 	}
@@ -45,12 +58,7 @@ func (s *Server) newMediaPC(mc *mediaConn, video, audio []mediarelay.Codec) (*we
 	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
 		return nil, err
 	}
-	sf, err := stats.NewInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	sf.OnNewPeerConnection(func(_ string, g stats.Getter) { mc.stats.Store(&g) })
-	ir.Add(sf)
+	ir.Add(counting{c: mc.sent})
 	pc, err := s.newPeerConnection(mc.p, me, ir)
 	if err != nil {
 		return nil, err

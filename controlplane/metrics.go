@@ -7,7 +7,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/gw-project/gw/dataplane"
-	"github.com/gw-project/gw/metrics"
 )
 
 // The control plane's part of the metrics (Config.Metrics; nil: none):
@@ -56,10 +55,9 @@ func (s *Server) routePattern(path string) string {
 	return ""
 }
 
-// wireMetrics hands the registry what it reads at scrape time. The media
-// and data registries and the Server become sources as soon as they
-// implement the interfaces (metrics.StreamSource, metrics.DataConnSource,
-// metrics.PeerConnectionSource): nothing else needs to change here.
+// wireMetrics hands the registry what it reads at scrape time: the
+// dataplanes, the media and data registries and the Server's
+// PeerConnection states.
 func (s *Server) wireMetrics() {
 	m := s.cfg.Metrics
 	if m == nil {
@@ -72,13 +70,7 @@ func (s *Server) wireMetrics() {
 		}
 	}
 	m.SetDataplane(dps...)
-	if src, ok := any(s.media).(metrics.StreamSource); ok {
-		m.SetStreamSource(src)
-	}
-	if src, ok := any(s.data).(metrics.DataConnSource); ok {
-		m.SetDataConnSource(src)
-	}
-	if src, ok := any(s).(metrics.PeerConnectionSource); ok {
-		m.SetPeerConnectionSource(src)
-	}
+	m.SetStreamSource(s.media)
+	m.SetDataConnSource(s.data)
+	m.SetPeerConnectionSource(s)
 }

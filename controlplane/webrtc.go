@@ -34,8 +34,13 @@ func (s *Server) newPeerConnection(p *peer, me *webrtc.MediaEngine, ir *intercep
 	// loopback candidates cost nothing elsewhere.
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetSRTPProtectionProfiles(srtpProfiles...)
+	se.LoggerFactory = s.pionLoggerFactory() // counts SRTP failures (mediametrics.go)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	return api.NewPeerConnection(webrtc.Configuration{ICEServers: s.iceServersFor(p)})
+	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: s.iceServersFor(p)})
+	if err == nil {
+		s.watchDTLS(pc) // counts DTLS failures (mediametrics.go)
+	}
+	return pc, err
 }
 
 // iceServersFor: a peer created with turn gets every configured server,

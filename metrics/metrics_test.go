@@ -270,6 +270,9 @@ func TestValues(t *testing.T) {
 	if _, ok := value(t, fams, "gw_stream_remote_jitter_seconds", "direction", "inbound"); ok {
 		t.Error("remote report series for an inbound stream without one")
 	}
+	if _, ok := value(t, fams, "gw_stream_retransmitted_packets_total", "direction", "inbound"); ok {
+		t.Error("retransmitted series for an inbound stream (unknowable without RTX)")
+	}
 	_, ovfl := value(t, fams, "gw_dataplane_drops_total", "reason", "rx_queue_overflow")
 	if ovfl != (runtime.GOOS == "linux") {
 		t.Errorf("rx_queue_overflow series present: %v on %s", ovfl, runtime.GOOS)

@@ -66,9 +66,11 @@ type StreamStats struct {
 	// outbound ones (nackCount, pliCount, firCount on both sides).
 	NACKCount, PLICount, FIRCount uint64
 
-	// Retransmitted packets (RTX or resent): received for inbound streams
-	// (retransmittedPacketsReceived), sent for outbound ones
-	// (retransmittedPacketsSent).
+	// Retransmitted packets sent for an outbound stream (RTX or resent on
+	// the stream's own SSRC in answer to NACKs: retransmittedPacketsSent,
+	// a subset of Packets). Outbound only: without RTX, a resent packet
+	// that arrives cannot be told from a late one, and webrtc-stats then
+	// leaves retransmittedPacketsReceived out; so does gw.
 	Retransmitted uint64
 }
 
@@ -274,7 +276,7 @@ func newStreamCollector(max int) *streamCollector {
 		feedbackReceived: d("feedback_received_total",
 			"RTCP feedback messages gw received from the remote for an outbound stream, by type: nack, pli, fir (nackCount, pliCount, firCount).", "type"),
 		retransmittedPackets: d("retransmitted_packets_total",
-			"Retransmitted RTP packets of a media stream: received (inbound) or sent (outbound)."),
+			"RTP packets gw resent to the remote for an outbound stream, in answer to NACKs (retransmittedPacketsSent)."),
 	}
 }
 
@@ -359,7 +361,9 @@ func (c *streamCollector) collectStream(ch chan<- prometheus.Metric, s *StreamSt
 	counter(fb, s.NACKCount, "nack")
 	counter(fb, s.PLICount, "pli")
 	counter(fb, s.FIRCount, "fir")
-	counter(c.retransmittedPackets, s.Retransmitted)
+	if s.Direction == DirOutbound {
+		counter(c.retransmittedPackets, s.Retransmitted)
+	}
 }
 
 type dataBox struct{ s DataConnSource }

@@ -4,8 +4,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gw-project/gw/dataplane"
+	"github.com/gw-project/gw/metrics/rtpstats"
 )
 
 // Writer takes one RTP packet and does not keep b past the call: pion's
@@ -19,6 +21,13 @@ type Writer interface {
 // read once and written to each Writer (one per media connection using the
 // media), synchronously on the port's worker. Writers are added and removed
 // copy-on-write, so the packet path takes no lock.
+//
+// Once SetClockRate has been called, it also measures the app's stream as
+// RFC 3550 defines it (rtpstats: jitter, packets lost): the app-to-gw leg,
+// one measurement per media port whichever connections it feeds. Arrival
+// times are taken once per batch (the dataplane gives none per datagram),
+// so on a batched dataplane packets received in one call count as arriving
+// together.
 type Fanout struct {
 	mu      sync.Mutex // serializes Add and Remove
 	writers atomic.Pointer[[]Writer]
@@ -26,6 +35,34 @@ type Fanout struct {
 	// Counters, read by metrics later.
 	packets atomic.Uint64 // RTP packets received from the app
 	dropped atomic.Uint64 // datagrams that were not RTP
+	// rx measures the app's stream; nil until SetClockRate. Only the
+	// port's worker calls its Update and Restart.
+	rx   atomic.Pointer[rtpstats.Receiver]
+	rate atomic.Uint32
+}
+
+// SetClockRate starts measuring the app's stream at the RTP clock rate of
+// its codec, or starts over if the rate changes (another codec). Call it
+// when a connection starts using the port; it is not for the packet path
+// (it allocates when the rate changes).
+func (f *Fanout) SetClockRate(rate uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rx.Load() != nil && f.rate.Load() == rate {
+		return
+	}
+	f.rate.Store(rate)
+	f.rx.Store(rtpstats.New(rtpstats.Config{ClockRate: rate}))
+}
+
+// Stats is the last published measurement of the app's stream; false
+// before SetClockRate.
+func (f *Fanout) Stats() (rtpstats.Snapshot, bool) {
+	rx := f.rx.Load()
+	if rx == nil {
+		return rtpstats.Snapshot{}, false
+	}
+	return rx.Snapshot(), true
 }
 
 // Add makes w receive every later packet.
@@ -73,6 +110,11 @@ func (f *Fanout) Receive(batch []dataplane.Packet) {
 	if cur := f.writers.Load(); cur != nil {
 		ws = *cur
 	}
+	rx := f.rx.Load()
+	var now time.Time
+	if rx != nil {
+		now = time.Now()
+	}
 	for i := range batch {
 		b := batch[i].Data
 		if !IsRTP(b) {
@@ -81,7 +123,14 @@ func (f *Fanout) Receive(batch []dataplane.Packet) {
 		}
 		f.packets.Add(1)
 		if s := SSRC(b); s != f.ssrc.Load() {
+			if rx != nil && f.ssrc.Load() != 0 {
+				rx.Restart() // the app restarted its sender: a new source
+			}
 			f.ssrc.Store(s)
+		}
+		if rx != nil {
+			seq, ts := SeqTS(b)
+			rx.Update(seq, ts, PayloadLen(b), now)
 		}
 		for _, w := range ws {
 			// A write fails only when a connection is closing; the others

@@ -95,6 +95,7 @@ type Receiver struct {
 	rate     float64
 	interval time.Duration
 	started  bool
+	resync   bool      // Restart was called: the next packet starts a new source
 	epoch    time.Time // first packet's arrival; times are kept relative to it
 	nextPub  time.Duration
 	lastAt   time.Duration
@@ -146,9 +147,17 @@ func (r *Receiver) Update(seq uint16, ts uint32, size int, arrival time.Time) (p
 	if !r.started {
 		r.started = true
 		r.epoch = arrival
+		r.resync = true
+	}
+	if r.resync {
+		// A.1: "on the first packet of a new source".
+		r.resync = false
 		r.initSeq(seq)
 		r.maxSeq = seq - 1
 		r.probation = minSequential
+		r.haveTransit = false
+		r.jitter = 0
+		r.fraction = 0
 	}
 	at := arrival.Sub(r.epoch)
 	r.lastAt = at
@@ -161,6 +170,19 @@ func (r *Receiver) Update(seq uint16, ts uint32, size int, arrival time.Time) (p
 		return true
 	}
 	return false
+}
+
+// Restart makes the next packet the first of a new source, as when the
+// sender's SSRC changes on a port that carries one stream at a time:
+// sequence tracking goes through probation again, and the loss figures
+// (Expected, Received, Lost, FractionLost) and jitter start over. Packets,
+// Bytes, Duplicates and Reordered keep counting, and the publication
+// schedule stays as it was. Only the packet goroutine may call it; it does
+// not allocate.
+func (r *Receiver) Restart() {
+	if r.started {
+		r.resync = true
+	}
 }
 
 // Publish publishes a Snapshot now, whatever the interval (at the end of a

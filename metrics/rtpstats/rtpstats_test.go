@@ -436,3 +436,39 @@ func TestConcurrentSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestRestart: after Restart, the loss and jitter figures are those of a
+// Receiver that saw only the new source; the packet counts go on.
+func TestRestart(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	first := generate(rng, impairments{nPackets: 700, loss: 0.1, delay: 30 * time.Millisecond, clean: 3, ptime: 10 * time.Millisecond, tsStep: 900, seq0: 65400, ts0: 77})
+	second := generate(rng, impairments{nPackets: 900, loss: 0.03, delay: 10 * time.Millisecond, dup: 0.02, clean: 3, ptime: 10 * time.Millisecond, tsStep: 900, seq0: 12, ts0: 1 << 31})
+	cfg := Config{ClockRate: 90000, Interval: 1000 * time.Hour}
+	restarted, fresh := New(cfg), New(cfg)
+	start := t0
+	for _, p := range first {
+		restarted.Update(p.seq(), p.rtpTS(), 100, start.Add(p.arrival))
+	}
+	restarted.Restart()
+	start = start.Add(first[len(first)-1].arrival + time.Second)
+	for _, p := range second {
+		at := start.Add(p.arrival)
+		restarted.Update(p.seq(), p.rtpTS(), 100, at)
+		fresh.Update(p.seq(), p.rtpTS(), 100, at)
+	}
+	restarted.Publish()
+	fresh.Publish()
+	got, want := restarted.Snapshot(), fresh.Snapshot()
+	if got.Valid != want.Valid || got.ExtHighestSeq != want.ExtHighestSeq || got.Expected != want.Expected ||
+		got.Received != want.Received || got.Lost != want.Lost || got.FractionLost != want.FractionLost || got.Jitter != want.Jitter {
+		t.Errorf("after Restart %+v\nfresh receiver %+v", got, want)
+	}
+	if got.Packets != uint64(len(first)+len(second)) || got.Bytes != 100*got.Packets {
+		t.Errorf("packets %d bytes %d, want %d packets", got.Packets, got.Bytes, len(first)+len(second))
+	}
+	if !got.Valid || got.Lost <= 0 {
+		t.Errorf("second source not measured: %+v", got)
+	}
+	var idle Receiver
+	idle.Restart() // before any packet: nothing to do
+}
