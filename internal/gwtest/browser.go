@@ -108,12 +108,13 @@ func Eval[T any](t testing.TB, b *Browser, expr string) T {
 }
 
 // WaitJS polls a JavaScript expression until it is truthy, failing the
-// test after timeout with what describe (another expression) says.
+// test after timeout with what describe (another expression) says. A
+// promise is awaited, and its value tested.
 func (b *Browser) WaitJS(t testing.TB, expr string, timeout time.Duration, describe string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		ok := Eval[bool](t, b, "!!("+expr+")")
+		ok := Eval[bool](t, b, "Promise.resolve("+expr+").then((v) => !!v)")
 		if ok {
 			return
 		}
@@ -125,5 +126,16 @@ func (b *Browser) WaitJS(t testing.TB, expr string, timeout time.Duration, descr
 			t.Fatalf("waited %s for %s: %s", timeout, expr, detail)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Run performs chromedp actions (clicks, typing: real input events, which
+// count as user gestures) within a hang guard of a minute.
+func (b *Browser) Run(t testing.TB, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("browser actions: %v", err)
 	}
 }
