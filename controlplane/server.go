@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,6 +37,12 @@ type Config struct {
 	// ICEServers are used by peers created with turn: true (STUN-only ones
 	// also without).
 	ICEServers []ICEServer
+	// ICETransportPolicy is "all" (the default, also for "") or "relay":
+	// the PeerConnections of peers created with turn: true then use only
+	// candidates relayed by the TURN servers of ICEServers, so that the
+	// remote never learns gw's own addresses. It applies only where a
+	// peer has a TURN server to use: relay without one cannot connect.
+	ICETransportPolicy string
 	// Dataplane opens the local UDP ports.
 	Dataplane dataplane.Dataplane
 	// DataDataplane, if set, opens the data ports (POST /data) instead:
@@ -53,6 +60,12 @@ type Config struct {
 	Metrics *metrics.Registry
 	Logger  *slog.Logger
 }
+
+// The values of Config.ICETransportPolicy (W3C RTCIceTransportPolicy).
+const (
+	ICETransportPolicyAll   = "all"
+	ICETransportPolicyRelay = "relay"
+)
 
 // ICEServer is one STUN or TURN server.
 type ICEServer struct {
@@ -94,6 +107,19 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	switch cfg.ICETransportPolicy {
+	case "":
+		cfg.ICETransportPolicy = ICETransportPolicyAll
+	case ICETransportPolicyAll:
+	case ICETransportPolicyRelay:
+		// Relay without a TURN server would leave every peer on its host
+		// candidates, exposing what the policy is meant to hide.
+		if !slices.ContainsFunc(cfg.ICEServers, ICEServer.isTURN) {
+			return nil, errors.New("controlplane: ICE transport policy relay needs a turn: or turns: ICE server")
+		}
+	default:
+		return nil, fmt.Errorf("controlplane: ICE transport policy %q: want %s or %s", cfg.ICETransportPolicy, ICETransportPolicyAll, ICETransportPolicyRelay)
 	}
 	s := &Server{
 		cfg:   cfg,

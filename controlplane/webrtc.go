@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/pion/dtls/v3"
@@ -36,7 +37,8 @@ func (s *Server) newPeerConnection(p *peer, me *webrtc.MediaEngine, ir *intercep
 	se.SetSRTPProtectionProfiles(srtpProfiles...)
 	se.LoggerFactory = s.pionLoggerFactory() // counts SRTP failures (mediametrics.go)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: s.iceServersFor(p)})
+	servers := s.iceServersFor(p)
+	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: servers, ICETransportPolicy: s.transportPolicy(servers)})
 	if err == nil {
 		s.watchDTLS(pc) // counts DTLS failures (mediametrics.go)
 	}
@@ -61,3 +63,19 @@ func (s *Server) iceServersFor(p *peer) []webrtc.ICEServer {
 	}
 	return out
 }
+
+// transportPolicy is the configured policy for a PeerConnection with these
+// servers, except that relay needs a TURN server among them: a peer created
+// with turn: false gets none, and gathers every candidate type.
+func (s *Server) transportPolicy(servers []webrtc.ICEServer) webrtc.ICETransportPolicy {
+	if s.cfg.ICETransportPolicy == ICETransportPolicyRelay &&
+		slices.ContainsFunc(servers, func(srv webrtc.ICEServer) bool { return slices.ContainsFunc(srv.URLs, isTURNURL) }) {
+		return webrtc.ICETransportPolicyRelay
+	}
+	return webrtc.ICETransportPolicyAll
+}
+
+// isTURN: the server relays (a turn: or turns: URL), not just STUN.
+func (srv ICEServer) isTURN() bool { return slices.ContainsFunc(srv.URLs, isTURNURL) }
+
+func isTURNURL(u string) bool { return strings.HasPrefix(u, "turn:") || strings.HasPrefix(u, "turns:") }

@@ -46,9 +46,11 @@ type options struct {
 	eventTimeout    time.Duration
 	logLevel        string
 	iceServers      listFlag
+	icePolicy       string
 	dataplane       string
 	dataplaneCPUs   string
 	shutdownTimeout time.Duration
+	pprofAddr       string
 	metricsAddr     string
 	metricsMax      int
 }
@@ -65,9 +67,11 @@ func gatewayFlags(o *options) *flag.FlagSet {
 	fs.DurationVar(&o.eventTimeout, "event-timeout", 30*time.Second, "how long an event long-poll waits before answering 408")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(&o.iceServers, "ice-server", "STUN/TURN server as URL[,USERNAME,CREDENTIAL], used by peers created with turn: true (repeatable)")
+	fs.StringVar(&o.icePolicy, "ice-transport-policy", controlplane.ICETransportPolicyAll, "all, or relay: peers created with turn: true send all WebRTC traffic through the TURN servers of --ice-server")
 	fs.StringVar(&o.dataplane, "dataplane", dataplane.DefaultName(), "dataplane implementation: "+strings.Join(dataplane.Names(), ", "))
 	fs.StringVar(&o.dataplaneCPUs, "dataplane-cpus", "", "CPUs dataplane workers are pinned to, e.g. 0,2-3 (default: not pinned)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for peers to close")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's profiles (net/http/pprof) at http://ADDR/debug/pprof/, for profiling gw (default: off)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve GET /metrics on this address (default: only on the API listener)")
 	fs.IntVar(&o.metricsMax, "metrics-max-streams", metrics.DefaultMaxStreams, "media streams (and data connections) with series of their own in /metrics; more only count in the aggregates")
 	fs.String("config", "", "TOML config file (gw's keys, or the original gateway's config.toml)")
@@ -96,6 +100,12 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "gw:", err)
 		return 2
+	}
+	if o.pprofAddr != "" {
+		if err := startPprof(o.pprofAddr, log); err != nil {
+			fmt.Fprintln(stderr, "gw:", err)
+			return 2
+		}
 	}
 	if err := runGateway(o, log); err != nil {
 		log.Error("gw stopped", "err", err)
@@ -194,29 +204,31 @@ func runGateway(o options, log *slog.Logger) error {
 	} else if o.signalingURL == "" {
 		return errors.New("--signaling-addr off needs --signaling-url")
 	}
-	apiLn, err := net.Listen("tcp", o.apiAddr)
-	if err != nil {
-		if sigLn != nil {
-			sigLn.Close()
+	// Until the servers own them, the listeners are closed on every
+	// error path.
+	var apiLn net.Listener
+	serving := false
+	defer func() {
+		if serving {
+			return
 		}
+		for _, ln := range []net.Listener{sigLn, apiLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+	}()
+	if apiLn, err = net.Listen("tcp", o.apiAddr); err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
 	ms, err := listenMetrics(o.metricsAddr, reg)
 	if err != nil {
-		apiLn.Close()
-		if sigLn != nil {
-			sigLn.Close()
-		}
 		return err
 	}
 	defer ms.close(context.Background()) // on the error paths below
 
 	dp, err := dataplane.New(o.dataplane, dataplane.Config{Addr: mediaIP, PortMin: lo, PortMax: hi, CPUs: cpus})
 	if err != nil {
-		apiLn.Close()
-		if sigLn != nil {
-			sigLn.Close()
-		}
 		return err
 	}
 	defer dp.Close()
@@ -226,28 +238,26 @@ func runGateway(o options, log *slog.Logger) error {
 	dataDP, err := dataplane.New(o.dataplane, dataplane.Config{Addr: mediaIP, PortMin: lo, PortMax: hi, CPUs: cpus,
 		BufSize: 64 << 10, BatchSize: 8})
 	if err != nil {
-		apiLn.Close()
-		if sigLn != nil {
-			sigLn.Close()
-		}
 		return err
 	}
 	defer dataDP.Close()
 
 	cp, err := controlplane.New(controlplane.Config{
-		SignalingURL:  o.signalingURL,
-		MediaAddr:     mediaIP,
-		EventTimeout:  o.eventTimeout,
-		ICEServers:    ice,
-		Dataplane:     dp,
-		DataDataplane: dataDP,
-		Metrics:       reg,
-		Logger:        log,
+		SignalingURL:       o.signalingURL,
+		MediaAddr:          mediaIP,
+		EventTimeout:       o.eventTimeout,
+		ICEServers:         ice,
+		ICETransportPolicy: o.icePolicy,
+		Dataplane:          dp,
+		DataDataplane:      dataDP,
+		Metrics:            reg,
+		Logger:             log,
 	})
 	if err != nil {
 		return err
 	}
 
+	serving = true
 	errc := make(chan error, 3)
 	if sig != nil {
 		go func() { errc <- sig.Serve(sigLn) }()

@@ -93,6 +93,8 @@ func TestBadSettings(t *testing.T) {
 		{"--log-level", "loud"},
 		{"--ice-server", "http://x"},
 		{"--ice-server", "turn:x,onlyuser"},
+		{"--ice-transport-policy", "nohost"},
+		{"--ice-transport-policy", "relay", "--ice-server", "stun:x"},
 		{"--dataplane", "nope"},
 		{"--dataplane-cpus", "a"},
 		{"--no-such-flag"},
@@ -101,6 +103,23 @@ func TestBadSettings(t *testing.T) {
 		if code := run(args, &strings.Builder{}); code == 0 {
 			t.Errorf("%v: exit 0", args)
 		}
+	}
+}
+
+// --ice-transport-policy: all by default, from the environment and the
+// file like the others (bad values: TestBadSettings).
+func TestICETransportPolicyFlag(t *testing.T) {
+	if o := parseArgs(t); o.icePolicy != "all" {
+		t.Errorf("default %q", o.icePolicy)
+	}
+	cfg := filepath.Join(t.TempDir(), "gw.toml")
+	os.WriteFile(cfg, []byte("ice_transport_policy = \"relay\"\n"), 0o600)
+	if o := parseArgs(t, "--config", cfg); o.icePolicy != "relay" {
+		t.Errorf("from the file %q", o.icePolicy)
+	}
+	t.Setenv("GW_ICE_TRANSPORT_POLICY", "all")
+	if o := parseArgs(t, "--config", cfg); o.icePolicy != "all" {
+		t.Errorf("environment must beat the file: %q", o.icePolicy)
 	}
 }
 
