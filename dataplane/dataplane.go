@@ -132,8 +132,8 @@ type Config struct {
 	// net.core.rmem_max unless the process may override that.
 	SockBuf int
 	// Disable lists kernel features not to use even where the kernel has
-	// them (FeatureGSO, FeatureGRO, FeatureRxqOvfl): for troubleshooting,
-	// and for measuring what each one buys.
+	// them (FeatureGSO, FeatureGRO, FeatureRxqOvfl, FeatureBlockingRecv):
+	// for troubleshooting, and for measuring what each one buys.
 	Disable Features
 }
 
@@ -172,7 +172,8 @@ var BatchBuckets = [...]int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
 // dropped (Drops) is not in them. A datagram the kernel coalesced (GRO) counts
 // as the datagrams it carries. RxSyscalls and TxSyscalls count system calls
 // (for batched receive, also the call that finds the socket empty before the
-// worker waits). BatchHist counts receive calls by how many datagrams each
+// worker waits, unless it waits inside the call: FeatureBlockingRecv).
+// BatchHist counts receive calls by how many datagrams each
 // returned; a call returning more than the last bound counts in the last
 // bucket.
 type Stats struct {
@@ -198,10 +199,16 @@ const (
 	FeatureGRO                            // UDP_GRO on receive
 	FeatureRxqOvfl                        // kernel drop counter (SO_RXQ_OVFL / SO_MEMINFO)
 	FeaturePinned                         // receive worker pinned to a CPU
-	numFeatures      = iota
+	// FeatureBlockingRecv: the receive worker waits for datagrams inside
+	// recvmmsg, in the kernel, rather than parked in the Go netpoller. A
+	// locked worker that parks costs two thread hand-offs per wake-up (the
+	// netpoller's thread readies it, then must hand its P to the locked
+	// thread); blocking in the kernel, the thread is woken directly.
+	FeatureBlockingRecv
+	numFeatures = iota
 )
 
-var featureNames = [numFeatures]string{"recvmmsg", "sendmmsg", "gso", "gro", "rxq_ovfl", "pinned"}
+var featureNames = [numFeatures]string{"recvmmsg", "sendmmsg", "gso", "gro", "rxq_ovfl", "pinned", "blocking_recv"}
 
 // String lists the features, comma separated ("-" for none).
 func (f Features) String() string {
