@@ -33,8 +33,15 @@ func run() int {
 		memprof  = flag.String("memprofile", "", "write an allocation profile here at the end")
 		list     = flag.Bool("list", false, "list scenarios and exit")
 		strict   = flag.Bool("strict", false, "exit 1 if a goal fails")
+		quick    = flag.Bool("quick", false, "smoke run (CI): short windows, few trials, fewer cases; the numbers are rough")
 	)
 	flag.Parse()
+	explicit := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if *quick && !explicit["duration"] {
+		*duration = 500 * time.Millisecond
+	}
+	defer bins.cleanup()
 
 	if *list {
 		for _, n := range scenarioNames() {
@@ -74,7 +81,7 @@ func run() int {
 	defer stop()
 	rep := &Report{Started: time.Now(), Host: hostInfo(), Flags: map[string]string{}}
 	flag.VisitAll(func(f *flag.Flag) { rep.Flags[f.Name] = f.Value.String() })
-	env := &Env{Duration: *duration, Log: os.Stderr}
+	env := &Env{Duration: *duration, Log: os.Stderr, Quick: *quick, Explicit: explicit}
 	for _, n := range names {
 		env.Logf("== %s", n)
 		t0 := time.Now()
@@ -87,12 +94,14 @@ func run() int {
 	fmt.Println()
 	rep.Print(os.Stdout)
 	if *out != "" {
-		path, err := rep.Write(*out)
+		paths, err := rep.Write(*out)
+		if len(paths) > 0 {
+			fmt.Printf("\nreport: %s\n", strings.Join(paths, "\n        "))
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench: writing report:", err)
 			return 2
 		}
-		fmt.Printf("\nreport: %s\n", path)
 	}
 	if *memprof != "" {
 		f, err := os.Create(*memprof)

@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -34,14 +37,17 @@ type Host struct {
 
 // ScenarioReport is one scenario's part of a Report.
 type ScenarioReport struct {
-	Name     string    `json:"name"`
-	Error    string    `json:"error,omitempty"`
-	Seconds  float64   `json:"seconds"`
-	Columns  []string  `json:"columns,omitempty"`
-	Rows     []jsonRow `json:"rows,omitempty"`
-	Goals    []Goal    `json:"goals,omitempty"`
-	Notes    []string  `json:"notes,omitempty"`
-	result   *Result   // for printing
+	Name    string    `json:"name"`
+	Error   string    `json:"error,omitempty"`
+	Seconds float64   `json:"seconds"`
+	Columns []string  `json:"columns,omitempty"`
+	Rows    []jsonRow `json:"rows,omitempty"`
+	Goals   []Goal    `json:"goals,omitempty"`
+	Notes   []string  `json:"notes,omitempty"`
+	// Charts are the plot files drawn for the scenario (PNG and SVG),
+	// relative to the report's directory.
+	Charts   []string `json:"charts,omitempty"`
+	result   *Result  // for printing
 	duration time.Duration
 }
 
@@ -85,6 +91,9 @@ func (r *Report) add(name string, res *Result, err error, took time.Duration) {
 				jr.Labels[l.Name] = l.Value
 			}
 			for _, v := range row.Values {
+				if math.IsNaN(v.V) || math.IsInf(v.V, 0) {
+					continue // not measured (JSON has no NaN)
+				}
 				jr.Values[v.Name] = jsonValue{Value: v.V, Unit: v.Unit}
 			}
 			sr.Rows = append(sr.Rows, jr)
@@ -186,7 +195,7 @@ func printTable(w io.Writer, rows []Row) {
 			cells[l.Name] = l.Value
 		}
 		for _, v := range row.Values {
-			cells[v.Name] = strconv.FormatFloat(v.V, 'f', v.Prec, 64)
+			cells[v.Name] = formatValue(v)
 		}
 		for i, c := range cols {
 			fmt.Fprint(tw, cells[c])
@@ -199,15 +208,156 @@ func printTable(w io.Writer, rows []Row) {
 	tw.Flush()
 }
 
-// Write saves the report as <dir>/<timestamp>.json and returns the path.
-func (r *Report) Write(dir string) (string, error) {
+// stamp names a run's files.
+func (r *Report) stamp() string { return r.Started.UTC().Format("20060102T150405Z") }
+
+// Write saves the report in dir: the plots of every scenario
+// (<timestamp>-<chart>.png and .svg), <timestamp>.json and <timestamp>.md.
+// It returns the paths written; a chart that cannot be drawn is reported
+// and skipped.
+func (r *Report) Write(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return nil, err
 	}
-	path := filepath.Join(dir, r.Started.UTC().Format("20060102T150405Z")+".json")
+	var paths []string
+	var errs []error
+	for i := range r.Scenarios {
+		s := &r.Scenarios[i]
+		if s.result == nil {
+			continue
+		}
+		for _, c := range s.result.Charts {
+			files, err := drawChart(c, filepath.Join(dir, r.stamp()+"-"+c.Name))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("chart %s: %w", c.Name, err))
+			}
+			for _, f := range files {
+				s.Charts = append(s.Charts, filepath.Base(f))
+			}
+			paths = append(paths, files...)
+		}
+	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
-		return "", err
+		return paths, err
 	}
-	return path, os.WriteFile(path, append(b, '\n'), 0o644)
+	path := filepath.Join(dir, r.stamp()+".json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return paths, err
+	}
+	paths = append(paths, path)
+	var md strings.Builder
+	r.Markdown(&md)
+	path = filepath.Join(dir, r.stamp()+".md")
+	if err := os.WriteFile(path, []byte(md.String()), 0o644); err != nil {
+		return paths, err
+	}
+	return append(paths, path), errors.Join(errs...)
+}
+
+// Markdown writes the report as Markdown: per scenario a table, the goals
+// with PASS/FAIL, the notes, and the charts (PNG, linked to the SVG).
+func (r *Report) Markdown(w io.Writer) {
+	fmt.Fprintf(w, "# gw bench %s\n\n", r.Started.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "%s, %s/%s, %d CPUs (%s), kernel %s.\n\n", r.Host.GoVersion, r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Host.CPUModel, r.Host.Kernel)
+	var flags []string
+	for k, v := range r.Flags {
+		if v != "" {
+			flags = append(flags, fmt.Sprintf("`-%s=%s`", k, v))
+		}
+	}
+	sort.Strings(flags)
+	fmt.Fprintf(w, "Flags: %s\n\n", strings.Join(flags, " "))
+	var goals []string
+	for _, s := range r.Scenarios {
+		for _, g := range s.Goals {
+			goals = append(goals, fmt.Sprintf("| %s | %s | %s | %s |", verdict(g.Pass), s.Name, mdEscape(g.Name), mdEscape(g.Detail)))
+		}
+	}
+	if len(goals) > 0 {
+		fmt.Fprintf(w, "## Goals\n\n| | scenario | goal | measured |\n|---|---|---|---|\n%s\n\n", strings.Join(goals, "\n"))
+	}
+	for _, s := range r.Scenarios {
+		fmt.Fprintf(w, "## %s (%.0f s)\n\n", s.Name, s.Seconds)
+		if s.Error != "" {
+			fmt.Fprintf(w, "**ERROR**: `%s`\n\n", mdEscape(firstLine(s.Error)))
+		}
+		if s.result != nil && len(s.result.Rows) > 0 {
+			markdownTable(w, s.result.Rows)
+			fmt.Fprintln(w)
+		}
+		for _, g := range s.Goals {
+			fmt.Fprintf(w, "- **%s** %s: %s\n", verdict(g.Pass), mdEscape(g.Name), mdEscape(g.Detail))
+		}
+		if len(s.Goals) > 0 {
+			fmt.Fprintln(w)
+		}
+		for _, n := range s.Notes {
+			fmt.Fprintf(w, "- %s\n", mdEscape(n))
+		}
+		if len(s.Notes) > 0 {
+			fmt.Fprintln(w)
+		}
+		for _, c := range s.Charts {
+			if stem, ok := strings.CutSuffix(c, ".png"); ok {
+				fmt.Fprintf(w, "[![%s](%s)](%s.svg)\n\n", stem, c, stem)
+			}
+		}
+	}
+}
+
+func verdict(pass bool) string {
+	if pass {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
+func markdownTable(w io.Writer, rows []Row) {
+	cols := columns(rows)
+	units := map[string]string{}
+	for _, row := range rows {
+		for _, v := range row.Values {
+			units[v.Name] = v.Unit
+		}
+	}
+	head := make([]string, len(cols))
+	align := make([]string, len(cols))
+	for i, c := range cols {
+		head[i] = c
+		if u := units[c]; u != "" {
+			head[i] += " (" + u + ")"
+		}
+		align[i] = "---:"
+	}
+	fmt.Fprintf(w, "| %s |\n|%s|\n", strings.Join(head, " | "), strings.Join(align, "|"))
+	for _, row := range rows {
+		cells := map[string]string{}
+		for _, l := range row.Labels {
+			cells[l.Name] = l.Value
+		}
+		for _, v := range row.Values {
+			cells[v.Name] = formatValue(v)
+		}
+		out := make([]string, len(cols))
+		for i, c := range cols {
+			out[i] = mdEscape(cells[c])
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(out, " | "))
+	}
+}
+
+// formatValue prints v with its precision; NaN (not measured) as "–".
+func formatValue(v Value) string {
+	if math.IsNaN(v.V) {
+		return "–"
+	}
+	return strconv.FormatFloat(v.V, 'f', v.Prec, 64)
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +21,12 @@ func TestReport(t *testing.T) {
 		},
 		Goals: []Goal{{"fast", true, "yes"}, {"cheap", false, "no"}},
 		Notes: []string{"a note"},
+		Charts: []Chart{{Name: "demo-chart", Title: "Demo", X: "streams", Y: "pkt/s", LogY: true, Series: []Series{
+			{Name: "a", X: []float64{1, 8, 32}, Y: []float64{10, math.NaN(), 1000}},
+			{Name: "b | c", X: []float64{1, 8}, Y: []float64{5, 50}},
+		}}},
 	}, nil, time.Second)
+	rep.Scenarios[0].result.Rows[1].Values = append(rep.Scenarios[0].result.Rows[1].Values, Value{"cost", "ns/pkt", math.NaN(), 1})
 	rep.add("broken", nil, errors.New("boom"), 0)
 
 	if got, want := strings.Join(columns(rep.Scenarios[0].result.Rows), ","), "impl,extra,rate,cost"; got != want {
@@ -37,13 +44,33 @@ func TestReport(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	path, err := rep.Write(dir)
+	paths, err := rep.Write(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(path, "20260102T030405Z.json") {
-		t.Errorf("report path %s", path)
+	var files []string
+	for _, p := range paths {
+		files = append(files, filepath.Base(p))
 	}
+	if got, want := strings.Join(files, " "), "20260102T030405Z-demo-chart.png 20260102T030405Z-demo-chart.svg 20260102T030405Z.json 20260102T030405Z.md"; got != want {
+		t.Errorf("files %s, want %s", got, want)
+	}
+	for _, p := range paths[:2] {
+		if st, err := os.Stat(p); err != nil || st.Size() < 1000 {
+			t.Errorf("chart %s: %v", p, err)
+		}
+	}
+	md, err := os.ReadFile(paths[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| impl | extra | rate (pkt/s) | cost (ns/pkt) |", "| b | x | 99 | – |", "**FAIL** cheap: no",
+		"| PASS | demo | fast | yes |", "[![20260102T030405Z-demo-chart](20260102T030405Z-demo-chart.png)](20260102T030405Z-demo-chart.svg)", "**ERROR**: `boom`"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	path := paths[2]
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,11 @@ type Env struct {
 	Duration time.Duration
 	// Log takes progress lines (stderr), so the table stays readable.
 	Log io.Writer
+	// Quick asks for a smoke run (CI): fewer, shorter trials.
+	Quick bool
+	// Explicit names the flags given on the command line (so a quick run
+	// shortens only what the user left at its default).
+	Explicit map[string]bool
 }
 
 // Logf writes a progress line.
@@ -38,6 +43,22 @@ type Result struct {
 	Goals []Goal
 	// Notes are printed under the table: how to read it, caveats.
 	Notes []string
+	// Charts are drawn as PNG and SVG next to the report.
+	Charts []Chart
+}
+
+// Chart is a line chart: one line per series, over shared x values.
+type Chart struct {
+	// Name is the file name stem (unique within the scenario).
+	Name, Title, X, Y string
+	LogY              bool
+	Series            []Series
+}
+
+// Series is one line; NaN values are left out.
+type Series struct {
+	Name string
+	X, Y []float64
 }
 
 // Row is one measured case: labels saying which case (implementation,

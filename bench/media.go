@@ -1,0 +1,783 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gw-project/gw/bench/rtpload"
+)
+
+// The media scenario: app → gw A → WebRTC (DTLS-SRTP over loopback) → gw B
+// → app, for several stream counts, against the same path through the
+// naive baseline relay (bench/baseline), in the same run. The load
+// generator and the sink run in this process; each relay side runs in a
+// process of its own, so CPU, memory and goroutines are the relay's.
+//
+// Per stream count and system it measures: latency at a fixed low rate,
+// the highest zero-loss rate (a short search), everything at 90% of that
+// rate, and then both systems alternately at one common rate, which is
+// where packets per CPU-second are compared.
+
+func init() {
+	register(Scenario{
+		Name: "media",
+		Help: "app → gw A → WebRTC → gw B → app vs the naive pion relay: zero-loss pps, latency, CPU/Mpkt, RSS",
+		Run:  runMedia,
+	})
+}
+
+// mediaPT is the payload type apps send and get (H.264, dynamic).
+const mediaPT = 96
+
+var mediaFlags = struct {
+	streams, ports, gwArgs, pprof, systems *string
+	size, variantAt                        *int
+	trial, latWindow                       *time.Duration
+	steps                                  *int
+	latRate, goalRate, startRate, maxRate  *float64
+	gwBin, gwAlt, gwAltArgs                *string
+}{
+	gwAlt:     flag.String("media.gw-alt", "", "also measure this gw binary, as system \"gw-alt\" (before/after comparisons in one run; \"self\": the same binary)"),
+	gwAltArgs: flag.String("media.gw-alt-args", "", "extra flags for the gw-alt processes (instead of -media.gw-args)"),
+	streams:   flag.String("media.streams", "1,8,32", "stream counts (one media connection each)"),
+	systems:   flag.String("media.systems", "gw,baseline", "systems to measure: gw, baseline"),
+	ports:     flag.String("media.ports", "30000-31999", "UDP ports of the relays, in quarters: gw A, gw B, the baseline, its variant"),
+	gwArgs:    flag.String("media.gw-args", "", "extra flags for both gw processes, space separated (e.g. to compare a setting)"),
+	gwBin:     flag.String("media.gw-bin", "", "use this gw binary instead of building ./cmd/gw (before/after comparisons)"),
+	pprof:     flag.String("media.pprof", "", "directory: take CPU profiles of both gw processes (--pprof-addr) during each max-rate window"),
+	size:      flag.Int("media.size", 1200, "RTP packet size in bytes, header included"),
+	variantAt: flag.Int("media.variant-at", 8, "stream count at which the baseline is also measured with gw's SRTP profile (0: never)"),
+	trial:     flag.Duration("media.trial", time.Second, "length of each rate-search trial"),
+	latWindow: flag.Duration("media.latency-window", 0, "length of the latency window (default: -duration)"),
+	steps:     flag.Int("media.steps", 7, "rate-search trials per system and stream count"),
+	latRate:   flag.Float64("media.latency-rate", 1000, "packets/s (all streams) of the latency measurement"),
+	goalRate:  flag.Float64("media.goal-rate", 10000, "packets/s through one stream that must pass without loss"),
+	startRate: flag.Float64("media.start-rate", 4000, "first rate the search tries (packets/s, all streams)"),
+	maxRate:   flag.Float64("media.max-rate", 400000, "the search never offers more (packets/s)"),
+}
+
+type mediaOptions struct {
+	Streams          []int
+	Systems          []string
+	PortMin, PortMax int
+	GWArgs           []string
+	GWAlt            string
+	GWAltArgs        []string
+	PprofDir         string
+	Size             int
+	VariantAt        int
+	Trial, Window    time.Duration
+	LatWindow        time.Duration
+	Warmup           time.Duration
+	Steps            int
+	LatRate          float64
+	GoalRate         float64
+	StartRate        float64
+	MaxRate          float64
+	BaselineRcvbuf   int
+}
+
+func mediaOptionsFromFlags(env *Env) (mediaOptions, error) {
+	o := mediaOptions{
+		Systems: strings.Split(*mediaFlags.systems, ","), PprofDir: *mediaFlags.pprof, Size: *mediaFlags.size,
+		VariantAt: *mediaFlags.variantAt, Trial: *mediaFlags.trial, Window: env.Duration, LatWindow: *mediaFlags.latWindow,
+		Warmup: 300 * time.Millisecond, Steps: *mediaFlags.steps, LatRate: *mediaFlags.latRate, GoalRate: *mediaFlags.goalRate,
+		StartRate: *mediaFlags.startRate, MaxRate: *mediaFlags.maxRate,
+		// The baseline's app-facing sockets get what gw's ports ask for
+		// (dataplane.DefaultSockBuf), so that loss compares relays, not
+		// socket buffers.
+		BaselineRcvbuf: 4 << 20,
+	}
+	if env.Quick {
+		o.Trial, o.Steps, o.Warmup = 400*time.Millisecond, 3, 200*time.Millisecond
+		if !env.Explicit["media.streams"] {
+			*mediaFlags.streams = "1,8"
+		}
+	}
+	if o.LatWindow <= 0 {
+		o.LatWindow = o.Window
+	}
+	var err error
+	if o.Streams, err = intList(*mediaFlags.streams); err != nil || len(o.Streams) == 0 {
+		return o, fmt.Errorf("-media.streams %q: want a list of counts", *mediaFlags.streams)
+	}
+	if o.PortMin, o.PortMax, err = portRange(*mediaFlags.ports); err != nil {
+		return o, fmt.Errorf("-media.ports: %w", err)
+	}
+	if o.PortMax-o.PortMin < 400 {
+		return o, errors.New("-media.ports: want at least 400 ports")
+	}
+	o.GWArgs = strings.Fields(*mediaFlags.gwArgs)
+	o.GWAltArgs = strings.Fields(*mediaFlags.gwAltArgs)
+	for _, s := range o.Systems {
+		if s != "gw" && s != "baseline" {
+			return o, fmt.Errorf("-media.systems: no system %q (gw, baseline)", s)
+		}
+	}
+	if o.GWAlt = *mediaFlags.gwAlt; o.GWAlt != "" {
+		o.Systems = append(o.Systems, "gw-alt")
+	}
+	return o, nil
+}
+
+func portRange(s string) (lo, hi int, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: want MIN-MAX", s)
+	}
+	if lo, err = strconv.Atoi(a); err != nil {
+		return 0, 0, err
+	}
+	if hi, err = strconv.Atoi(b); err != nil {
+		return 0, 0, err
+	}
+	if lo < 1 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("%q: bad range", s)
+	}
+	return lo, hi, nil
+}
+
+func runMedia(ctx context.Context, env *Env) (*Result, error) {
+	o, err := mediaOptionsFromFlags(env)
+	if err != nil {
+		return nil, err
+	}
+	bins.gwOverride = *mediaFlags.gwBin
+	if err := bins.build(env); err != nil {
+		return nil, err
+	}
+	return mediaScenario(ctx, env, o)
+}
+
+// mediaCase is one system carrying n streams, with its harness.
+type mediaCase struct {
+	env    *Env
+	o      mediaOptions
+	system string // "gw", "baseline", "baseline-gcm128"
+	n      int
+	relay  relay
+	sink   *rtpload.Sink
+	gen    *rtpload.Sender
+}
+
+func newMediaCase(ctx context.Context, env *Env, o mediaOptions, system string, n int) (*mediaCase, error) {
+	c := &mediaCase{env: env, o: o, system: system, n: n}
+	var err error
+	if c.sink, err = rtpload.NewSink(n); err != nil {
+		return nil, err
+	}
+	go func() { _ = c.sink.Run() }()
+	env.Logf("  %s, %d streams: setting up", system, n)
+	switch system {
+	case "gw":
+		c.relay, err = newGWRelay(ctx, env, o, n, c.sink.Addr(), bins.gw, o.GWArgs)
+	case "gw-alt":
+		bin := o.GWAlt
+		if bin == "self" {
+			bin = bins.gw
+		}
+		c.relay, err = newGWRelay(ctx, env, o, n, c.sink.Addr(), bin, o.GWAltArgs)
+	case "baseline", "baseline-gcm128":
+		srtp := "default"
+		if system == "baseline-gcm128" {
+			srtp = "gcm128"
+		}
+		// The third quarter of the range, the variant the fourth: both
+		// run at once at the stream count where they are compared.
+		base := o.PortMin + (o.PortMax-o.PortMin)/2 + 1
+		if system == "baseline-gcm128" {
+			base = o.PortMin + 3*(o.PortMax-o.PortMin)/4 + 1
+		}
+		c.relay, err = newBaselineRelay(ctx, env, n, base, srtp, c.sink.Addr(), o.BaselineRcvbuf)
+	default:
+		err = fmt.Errorf("no system %q", system)
+	}
+	if err != nil {
+		c.sink.Close()
+		return nil, err
+	}
+	if c.gen, err = rtpload.NewSender(c.relay.ingress(), o.Size, mediaPT); err != nil {
+		c.close()
+		return nil, err
+	}
+	// Every stream must deliver before anything is measured.
+	for attempt := 0; ; attempt++ {
+		w, err := c.run(ctx, float64(max(200, 20*n)), time.Second, 0, false)
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		if w.silent == 0 {
+			break
+		}
+		if attempt == 10 {
+			c.close()
+			return nil, fmt.Errorf("%s: %d of %d streams deliver nothing", system, w.silent, n)
+		}
+	}
+	return c, nil
+}
+
+func (c *mediaCase) close() {
+	if c.relay != nil {
+		c.relay.close()
+	}
+	if c.gen != nil {
+		c.gen.Close()
+	}
+	c.sink.Close()
+}
+
+// mediaWindow is what one run at one rate found.
+type mediaWindow struct {
+	offered   float64
+	sent      uint64 // whole run (warm-up, window, tail)
+	lost      int64  // of sent, after draining
+	dups      uint64
+	backlog   int64 // sent but not delivered when sending stopped
+	silent    int   // streams that delivered nothing
+	behind    uint64
+	secs      float64 // measurement window
+	delivered uint64  // in the window
+	cpu       [2]time.Duration
+	procs     [2]procStat // at the end of the window
+	gor       [2]int
+	p50, p99  time.Duration
+	p999      time.Duration
+	latN      uint64
+}
+
+func (w mediaWindow) rate() float64 { return float64(w.delivered) / w.secs }
+
+// cpuPerMpkt is CPU-seconds of both relay processes per million packets
+// delivered.
+func (w mediaWindow) cpuPerMpkt() float64 {
+	if w.delivered == 0 {
+		return math.NaN()
+	}
+	return (w.cpu[0] + w.cpu[1]).Seconds() / float64(w.delivered) * 1e6
+}
+
+// pass: no loss, and the relay kept up (what it had not delivered when
+// sending stopped is at most 50 ms of traffic or 64 packets: more means
+// queues were growing, which a short trial hides).
+func (w mediaWindow) pass() bool {
+	return w.sent > 0 && w.lost == 0 && w.silent == 0 && w.backlog <= max(64, int64(w.offered/20))
+}
+
+// run offers rate for warmup+window, measuring over the window, then
+// drains. With profile, both gw processes are profiled over the window.
+func (c *mediaCase) run(ctx context.Context, rate float64, window, warmup time.Duration, latency bool) (mediaWindow, error) {
+	w := mediaWindow{offered: rate}
+	n := c.n
+	start := make([]uint64, n)
+	for i := range n {
+		start[i] = c.gen.Next(i)
+		c.sink.SetFloor(i, start[i])
+	}
+	behind0 := c.gen.Behind()
+	stop, errc := make(chan struct{}), make(chan error, 1)
+	go func() { errc <- c.gen.Run(rate, stop) }()
+	sleepCtx(ctx, warmup)
+	procs := c.relay.procs()
+	var a [2]procStat
+	recv := func() (t uint64) {
+		for i := range n {
+			t += c.sink.Received(i)
+		}
+		return t
+	}
+	r0 := recv()
+	for i, p := range procs {
+		a[i] = readProc(p.pid())
+	}
+	t0 := time.Now()
+	if latency {
+		c.sink.Latency.Reset()
+		c.sink.Record(true)
+	}
+	sleepCtx(ctx, window)
+	w.secs = time.Since(t0).Seconds()
+	r1 := recv()
+	for i, p := range procs {
+		w.procs[i] = readProc(p.pid())
+		w.cpu[i] = w.procs[i].CPU - a[i].CPU
+	}
+	c.sink.Record(false)
+	w.delivered = r1 - r0
+	var sentNow uint64
+	for i := range n {
+		sentNow += c.gen.Next(i) - start[i]
+	}
+	w.backlog = int64(sentNow) - int64(recv())
+	close(stop)
+	if err := <-errc; err != nil {
+		return w, err
+	}
+	w.behind = c.gen.Behind() - behind0
+	for i := range n {
+		w.sent += c.gen.Next(i) - start[i]
+	}
+	// Drain: until everything arrived, or nothing arrives for 500 ms.
+	last, quiet := recv(), time.Now()
+	for recv() < w.sent && time.Since(quiet) < 500*time.Millisecond && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+		if r := recv(); r != last {
+			last, quiet = r, time.Now()
+		}
+	}
+	w.lost = int64(w.sent) - int64(recv())
+	for i := range n {
+		if c.sink.Received(i) == 0 {
+			w.silent++
+		}
+		w.dups += c.sink.Duplicates(i)
+	}
+	if latency {
+		w.latN = c.sink.Latency.Count()
+		w.p50, w.p99, w.p999 = c.sink.Latency.Quantile(0.5), c.sink.Latency.Quantile(0.99), c.sink.Latency.Quantile(0.999)
+	}
+	for _, p := range procs {
+		if p.exited() {
+			return w, fmt.Errorf("%s: %s exited: %v\n%s", c.system, p.name, p.err, p.logs.String())
+		}
+	}
+	return w, ctx.Err()
+}
+
+// search finds the highest rate that passes short trials: up by 1.6× while
+// they pass, then bisection.
+func (c *mediaCase) search(ctx context.Context) (float64, error) {
+	lo, hi := 0.0, 0.0
+	r := c.o.StartRate
+	for step := 0; step < c.o.Steps && r > 0; step++ {
+		w, err := c.run(ctx, r, c.o.Trial, c.o.Warmup, false)
+		if err != nil {
+			return 0, err
+		}
+		c.env.Logf("    %s %2d streams trial @%7.0f/s: sent %d lost %d backlog %d pass %v", c.system, c.n, r, w.sent, w.lost, w.backlog, w.pass())
+		if w.pass() {
+			lo = r
+		} else {
+			hi = r
+		}
+		switch {
+		case hi == 0 && r >= c.o.MaxRate:
+			step = c.o.Steps
+		case hi == 0:
+			r = min(r*1.6, c.o.MaxRate)
+		case hi-lo <= 0.06*hi:
+			step = c.o.Steps
+		case lo == 0:
+			r = hi / 2
+		default:
+			r = (lo + hi) / 2
+		}
+	}
+	return lo, nil
+}
+
+// mediaPoint is one measured (system, streams, point).
+type mediaPoint struct {
+	system string
+	n      int
+	point  string // "latency", "max", "compare", "goal"
+	w      mediaWindow
+	srtp   string
+	maxR   float64 // for "max": the rate the search found
+}
+
+func mediaRow(p mediaPoint) Row {
+	w := p.w
+	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+	mb := func(b int64) float64 { return float64(b) / (1 << 20) }
+	pps := math.NaN()
+	if cpu := (w.cpu[0] + w.cpu[1]).Seconds(); cpu > 0 {
+		pps = float64(w.delivered) / cpu
+	}
+	row := Row{
+		Labels: []Label{{"system", p.system}, {"streams", strconv.Itoa(p.n)}, {"point", p.point}},
+		Values: []Value{
+			{"offered", "pkt/s", w.offered, 0},
+			{"delivered", "pkt/s", w.rate(), 0},
+			{"lost", "pkt", float64(w.lost), 0},
+			{"p50", "µs", us(w.p50), 0},
+			{"p99", "µs", us(w.p99), 0},
+			{"p99.9", "µs", us(w.p999), 0},
+			{"CPU", "s/Mpkt", w.cpuPerMpkt(), 2},
+			{"CPU send", "s/Mpkt", w.cpu[0].Seconds() / float64(max(w.delivered, 1)) * 1e6, 2},
+			{"CPU recv", "s/Mpkt", w.cpu[1].Seconds() / float64(max(w.delivered, 1)) * 1e6, 2},
+			{"pkt/CPU-s", "", pps, 0},
+			{"RSS send", "MB", mb(w.procs[0].RSS), 1},
+			{"RSS recv", "MB", mb(w.procs[1].RSS), 1},
+			{"peak send", "MB", mb(w.procs[0].HWM), 1},
+			{"peak recv", "MB", mb(w.procs[1].HWM), 1},
+			{"goroutines send", "", float64(w.gor[0]), 0},
+			{"goroutines recv", "", float64(w.gor[1]), 0},
+		},
+	}
+	if p.point != "latency" && p.point != "harness" {
+		for i := range row.Values {
+			switch row.Values[i].Name {
+			case "p50", "p99", "p99.9":
+				row.Values[i].V = math.NaN()
+			}
+		}
+	}
+	return row
+}
+
+func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, error) {
+	res := &Result{}
+	var points []mediaPoint
+	add := func(p mediaPoint) {
+		points = append(points, p)
+		res.Rows = append(res.Rows, mediaRow(p))
+	}
+	if o.PprofDir != "" {
+		if err := os.MkdirAll(o.PprofDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	// The harness alone: sender straight to sink, for the latency floor.
+	if h, err := harnessLatency(ctx, o); err == nil {
+		add(mediaPoint{system: "harness", n: 1, point: "harness", w: h})
+		env.Logf("  harness alone @%.0f/s: p50 %v p99 %v p99.9 %v", o.LatRate, h.p50, h.p99, h.p999)
+	}
+	srtp := map[string]string{}
+	for _, n := range o.Streams {
+		cases := map[string]*mediaCase{}
+		maxRate := map[string]float64{}
+		closeAll := func() {
+			for _, c := range cases {
+				c.close()
+			}
+		}
+		for _, system := range o.Systems {
+			c, err := newMediaCase(ctx, env, o, system, n)
+			if err != nil {
+				closeAll()
+				return res, fmt.Errorf("%s, %d streams: %w", system, n, err)
+			}
+			cases[system] = c
+			srtp[system] = c.relay.srtp()
+			w, err := c.run(ctx, o.LatRate, o.LatWindow, o.Warmup, true)
+			if err != nil {
+				closeAll()
+				return res, err
+			}
+			w.gor = c.relay.goroutines()
+			env.Logf("    %s %2d streams latency @%.0f/s: p50 %v p99 %v p99.9 %v lost %d", system, n, o.LatRate, w.p50, w.p99, w.p999, w.lost)
+			add(mediaPoint{system: system, n: n, point: "latency", w: w, srtp: srtp[system]})
+			r, err := c.search(ctx)
+			if err != nil {
+				closeAll()
+				return res, err
+			}
+			rate := 0.9 * r
+			if r == 0 {
+				rate = o.StartRate / 4
+			}
+			var mw mediaWindow
+			for attempt := 0; attempt < 3; attempt++ {
+				profDone := c.startProfiles(rate, n)
+				mw, err = c.run(ctx, rate, o.Window, o.Warmup, false)
+				profDone()
+				if err != nil {
+					closeAll()
+					return res, err
+				}
+				mw.gor = c.relay.goroutines()
+				env.Logf("    %s %2d streams measure @%7.0f/s: delivered %.0f/s lost %d backlog %d, %.2f CPU-s/Mpkt, RSS %.1f/%.1f MB",
+					system, n, rate, mw.rate(), mw.lost, mw.backlog, mw.cpuPerMpkt(), float64(mw.procs[0].RSS)/(1<<20), float64(mw.procs[1].RSS)/(1<<20))
+				if mw.pass() {
+					break
+				}
+				rate *= 0.85
+			}
+			maxRate[system] = rate
+			if !mw.pass() {
+				maxRate[system] = 0
+			}
+			add(mediaPoint{system: system, n: n, point: "max", w: mw, srtp: srtp[system], maxR: maxRate[system]})
+			if system == "gw" && n == 1 && o.GoalRate > 0 {
+				// The goal's rate, twice at most: a shared machine may
+				// stall any one window.
+				var gw mediaWindow
+				for attempt := 0; attempt < 2; attempt++ {
+					gw, err = c.run(ctx, o.GoalRate, o.Window, o.Warmup, true)
+					if err != nil {
+						closeAll()
+						return res, err
+					}
+					gw.gor = c.relay.goroutines()
+					env.Logf("    gw 1 stream @%.0f/s: lost %d backlog %d (attempt %d)", o.GoalRate, gw.lost, gw.backlog, attempt+1)
+					if gw.pass() {
+						break
+					}
+				}
+				add(mediaPoint{system: "gw", n: 1, point: "goal", w: gw, srtp: srtp["gw"]})
+			}
+		}
+		// The same rate for every system, alternately, twice: packets per
+		// CPU-second compare there. The variant (the baseline with gw's
+		// SRTP profile) joins at one stream count.
+		if n == o.VariantAt && cases["baseline"] != nil {
+			c, err := newMediaCase(ctx, env, o, "baseline-gcm128", n)
+			if err != nil {
+				closeAll()
+				return res, fmt.Errorf("baseline-gcm128, %d streams: %w", n, err)
+			}
+			cases["baseline-gcm128"] = c
+			srtp["baseline-gcm128"] = c.relay.srtp()
+		}
+		common := math.Inf(1)
+		for _, r := range maxRate {
+			if r > 0 {
+				common = min(common, r)
+			}
+		}
+		if math.IsInf(common, 1) {
+			common = o.LatRate
+		}
+		common = max(o.LatRate, 0.8*common)
+		best := map[string]mediaWindow{}
+		for round := 0; round < 2; round++ {
+			for _, system := range append(o.Systems, "baseline-gcm128") {
+				c := cases[system]
+				if c == nil {
+					continue
+				}
+				w, err := c.run(ctx, common, o.Window, o.Warmup, false)
+				if err != nil {
+					closeAll()
+					return res, err
+				}
+				w.gor = c.relay.goroutines()
+				env.Logf("    %s %2d streams compare @%7.0f/s: %.2f CPU-s/Mpkt (send %.2f, recv %.2f), lost %d", system, n, common,
+					w.cpuPerMpkt(), w.cpu[0].Seconds()/float64(max(w.delivered, 1))*1e6, w.cpu[1].Seconds()/float64(max(w.delivered, 1))*1e6, w.lost)
+				if b, ok := best[system]; !ok || w.cpuPerMpkt() < b.cpuPerMpkt() {
+					best[system] = w
+				}
+			}
+		}
+		for _, system := range append(o.Systems, "baseline-gcm128") {
+			if w, ok := best[system]; ok {
+				add(mediaPoint{system: system, n: n, point: "compare", w: w, srtp: srtp[system]})
+			}
+		}
+		closeAll()
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+	}
+	res.Goals = mediaGoals(points, o)
+	res.Notes = mediaNotes(o, srtp)
+	res.Charts = mediaCharts(points, o)
+	return res, nil
+}
+
+// startProfiles takes CPU profiles of gw processes during a window (with
+// -media.pprof); the returned func waits for them.
+func (c *mediaCase) startProfiles(rate float64, n int) func() {
+	r, ok := c.relay.(*gwRelay)
+	if !ok || c.o.PprofDir == "" {
+		return func() {}
+	}
+	secs := max(1, int((c.o.Window+c.o.Warmup)/time.Second))
+	done := make(chan struct{}, 2)
+	for i, g := range []*gwProc{r.a, r.b} {
+		path := filepath.Join(c.o.PprofDir, fmt.Sprintf("gw-%c-%dstreams-%.0fpps.pprof", 'A'+i, n, rate))
+		go func() {
+			if err := g.profile(path, secs); err != nil {
+				c.env.Logf("    profile %s: %v", path, err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	return func() { <-done; <-done }
+}
+
+// harnessLatency measures sender → sink with nothing between.
+func harnessLatency(ctx context.Context, o mediaOptions) (mediaWindow, error) {
+	sink, err := rtpload.NewSink(1)
+	if err != nil {
+		return mediaWindow{}, err
+	}
+	go func() { _ = sink.Run() }()
+	defer sink.Close()
+	gen, err := rtpload.NewSender([]netip.AddrPort{sink.Addr()}, o.Size, mediaPT)
+	if err != nil {
+		return mediaWindow{}, err
+	}
+	defer gen.Close()
+	stop, errc := make(chan struct{}), make(chan error, 1)
+	go func() { errc <- gen.Run(o.LatRate, stop) }()
+	sleepCtx(ctx, o.Warmup)
+	sink.Record(true)
+	t0 := time.Now()
+	r0 := sink.Received(0)
+	sleepCtx(ctx, min(o.LatWindow, 2*time.Second))
+	w := mediaWindow{offered: o.LatRate, secs: time.Since(t0).Seconds()}
+	w.delivered = sink.Received(0) - r0
+	sink.Record(false)
+	close(stop)
+	if err := <-errc; err != nil {
+		return w, err
+	}
+	w.latN = sink.Latency.Count()
+	w.p50, w.p99, w.p999 = sink.Latency.Quantile(0.5), sink.Latency.Quantile(0.99), sink.Latency.Quantile(0.999)
+	return w, nil
+}
+
+func findPoint(points []mediaPoint, system string, n int, point string) (mediaPoint, bool) {
+	for _, p := range points {
+		if p.system == system && p.n == n && p.point == point {
+			return p, true
+		}
+	}
+	return mediaPoint{}, false
+}
+
+func mediaGoals(points []mediaPoint, o mediaOptions) []Goal {
+	var goals []Goal
+	for _, n := range o.Streams {
+		g, ok1 := findPoint(points, "gw", n, "compare")
+		b, ok2 := findPoint(points, "baseline", n, "compare")
+		if !ok1 || !ok2 {
+			continue
+		}
+		ratio := b.w.cpuPerMpkt() / g.w.cpuPerMpkt()
+		goals = append(goals, Goal{
+			Name: fmt.Sprintf("gw ≥ 2× the baseline's packets per CPU-second, %d stream(s)", n),
+			Pass: ratio >= 2,
+			Detail: fmt.Sprintf("%.2f× at %.0f pkt/s (gw %.2f, baseline %.2f CPU-s per Mpkt, both relay processes)",
+				ratio, g.w.offered, g.w.cpuPerMpkt(), b.w.cpuPerMpkt()),
+		})
+	}
+	if p, ok := findPoint(points, "gw", 1, "goal"); ok {
+		goals = append(goals, Goal{
+			Name: fmt.Sprintf("zero loss at %.0f packets/s through one stream", o.GoalRate),
+			Pass: p.w.pass(),
+			Detail: fmt.Sprintf("sent %d, lost %d, backlog %d at the end of sending, %.0f pkt/s delivered",
+				p.w.sent, p.w.lost, p.w.backlog, p.w.rate()),
+		})
+	}
+	if p, ok := findPoint(points, "gw", 1, "latency"); ok {
+		h, _ := findPoint(points, "harness", 1, "harness")
+		goals = append(goals, Goal{
+			Name: fmt.Sprintf("p99 added latency ≤ 1 ms at %.0f packets/s (one stream)", o.LatRate),
+			Pass: p.w.p99 <= time.Millisecond && p.w.latN > 0,
+			Detail: fmt.Sprintf("p50 %s, p99 %s, p99.9 %s app to app over %d packets (the harness alone: p99 %s)",
+				fmtDur(p.w.p50), fmtDur(p.w.p99), fmtDur(p.w.p999), p.w.latN, fmtDur(h.w.p99)),
+		})
+	}
+	if p, ok := findPoint(points, "gw", 8, "max"); ok {
+		peak := max(p.w.procs[0].HWM, p.w.procs[1].HWM)
+		goals = append(goals, Goal{
+			Name: "RSS ≤ 40 MB per gw process with 8 streams",
+			Pass: peak > 0 && peak <= 40<<20,
+			Detail: fmt.Sprintf("peak (VmHWM) gw A %.1f MB, gw B %.1f MB; at the end of the max-rate window (VmRSS) %.1f / %.1f MB",
+				float64(p.w.procs[0].HWM)/(1<<20), float64(p.w.procs[1].HWM)/(1<<20),
+				float64(p.w.procs[0].RSS)/(1<<20), float64(p.w.procs[1].RSS)/(1<<20)),
+		})
+	}
+	return goals
+}
+
+func fmtDur(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/1e3, 'f', 0, 64) + " µs"
+}
+
+func mediaNotes(o mediaOptions, srtp map[string]string) []string {
+	var prof []string
+	for _, s := range []string{"gw", "gw-alt", "baseline", "baseline-gcm128"} {
+		if p, ok := srtp[s]; ok {
+			prof = append(prof, s+": "+p)
+		}
+	}
+	return []string{
+		fmt.Sprintf("path: app → relay side 1 → WebRTC (DTLS-SRTP, loopback) → relay side 2 → app; %d-byte RTP packets (H.264 payload type %d), streams round-robin; one media connection (PeerConnection) per stream", o.Size, mediaPT),
+		"points: latency = at -media.latency-rate, latency from send timestamps in the payload; max = 90% of the highest rate a short search passed without loss (backing off 15% if the window loses); goal = gw at -media.goal-rate, 1 stream; compare = every system at one rate (80% of the lowest max), alternately, best of two windows: packets per CPU-second compare here",
+		"CPU: both relay processes (schedstat of their threads) per million packets delivered; send = the side apps send to, recv = the side that delivers; RSS = VmRSS at the end of the window, peak = VmHWM; goroutines from gw's /metrics and the baseline's /stats",
+		"SRTP profiles negotiated: " + strings.Join(prof, "; "),
+		"baseline: bench/baseline, pion's rtp-to-webrtc way: ReadFromUDP + WriteRTP per packet, ReadRTP + Marshal + WriteToUDP on the other side, pion's default interceptors, 4 MiB receive buffers on its app sockets like gw's ports",
+	}
+}
+
+// mediaCharts: per stream count, each system's packets per CPU-second,
+// highest zero-loss rate, latency and memory.
+func mediaCharts(points []mediaPoint, o mediaOptions) []Chart {
+	systems := []string{"gw", "gw-alt", "baseline", "baseline-gcm128"}
+	series := func(point string, f func(mediaWindow) float64, name func(string) string, only ...string) []Series {
+		var out []Series
+		for _, s := range systems {
+			if len(only) > 0 && !containsStr(only, s) {
+				continue
+			}
+			se := Series{Name: name(s)}
+			for _, n := range o.Streams {
+				if p, ok := findPoint(points, s, n, point); ok {
+					se.X = append(se.X, float64(n))
+					se.Y = append(se.Y, f(p.w))
+				}
+			}
+			if len(se.X) > 0 {
+				out = append(out, se)
+			}
+		}
+		return out
+	}
+	id := func(s string) string { return s }
+	pktPerCPU := func(w mediaWindow) float64 { return 1e6 / w.cpuPerMpkt() }
+	var lat []Series
+	for _, q := range []struct {
+		name string
+		f    func(mediaWindow) float64
+	}{
+		{"p50", func(w mediaWindow) float64 { return float64(w.p50) / 1e3 }},
+		{"p99", func(w mediaWindow) float64 { return float64(w.p99) / 1e3 }},
+		{"p99.9", func(w mediaWindow) float64 { return float64(w.p999) / 1e3 }},
+	} {
+		lat = append(lat, series("latency", q.f, func(s string) string { return s + " " + q.name }, "gw", "baseline")...)
+	}
+	var mem []Series
+	mem = append(mem, series("max", func(w mediaWindow) float64 { return float64(w.procs[0].HWM) / (1 << 20) },
+		func(s string) string { return s + " send side" }, "gw", "baseline")...)
+	mem = append(mem, series("max", func(w mediaWindow) float64 { return float64(w.procs[1].HWM) / (1 << 20) },
+		func(s string) string { return s + " recv side" }, "gw", "baseline")...)
+	return []Chart{
+		{Name: "media-efficiency", Title: "Packets per CPU-second (both relay processes, same rate)", X: "streams", Y: "packets / CPU-second",
+			Series: series("compare", pktPerCPU, id)},
+		{Name: "media-max-rate", Title: "Highest zero-loss rate (90% of the search's)", X: "streams", Y: "packets / s",
+			Series: series("max", func(w mediaWindow) float64 { return w.offered * b2f(w.pass()) }, id, "gw", "baseline")},
+		{Name: "media-latency", Title: fmt.Sprintf("App-to-app latency at %.0f packets/s", o.LatRate), X: "streams", Y: "µs", LogY: true,
+			Series: lat},
+		{Name: "media-memory", Title: "Peak RSS per process (max-rate run)", X: "streams", Y: "MB", Series: mem},
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return math.NaN()
+}
+
+func containsStr(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,121 @@
+package rtpload
+
+import (
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func TestBuckets(t *testing.T) {
+	prevHi := uint64(0)
+	for i := range histBuckets {
+		lo, hi := bucketRange(i)
+		if lo != prevHi {
+			t.Fatalf("bucket %d starts at %d, previous ended at %d", i, lo, prevHi)
+		}
+		prevHi = hi
+		if i < histBuckets-1 && (bucketOf(lo) != i || bucketOf(hi-1) != i) {
+			t.Fatalf("bucket %d [%d,%d): bucketOf gives %d, %d", i, lo, hi, bucketOf(lo), bucketOf(hi-1))
+		}
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var h Histogram
+	for v := 1; v <= 1000; v++ {
+		h.Record(uint64(v) * 1000) // 1..1000 µs
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {0.999, 999 * time.Microsecond}} {
+		got := h.Quantile(c.q)
+		if d := got - c.want; d < -c.want/25 || d > c.want/25 {
+			t.Errorf("q%.3f = %v, want about %v", c.q, got, c.want)
+		}
+	}
+	h.Reset()
+	if h.Quantile(0.5) != 0 || h.Count() != 0 {
+		t.Error("reset kept something")
+	}
+}
+
+func TestParseStamp(t *testing.T) {
+	b := make([]byte, 100)
+	Stamp(b, 96, 7, 123456789, 42)
+	s, n, sent, ok := Parse(b)
+	if !ok || s != 7 || n != 123456789 || sent != 42 {
+		t.Fatalf("got %d %d %d %v", s, n, sent, ok)
+	}
+	// A relay that adds a header extension (e.g. transport-cc) and CSRCs.
+	ext := append([]byte{0x92, b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+		0, 0, 0, 1, 0, 0, 0, 2, // two CSRCs
+		0xbe, 0xde, 0, 1, 0x10, 0xaa, 0, 0}, b[HeaderSize:]...)
+	if s, n, _, ok := Parse(ext); !ok || s != 7 || n != 123456789 {
+		t.Fatalf("with extension: %d %d %v", s, n, ok)
+	}
+	if _, _, _, ok := Parse(b[:20]); ok {
+		t.Error("short packet parsed")
+	}
+}
+
+func TestDedupe(t *testing.T) {
+	var st streamState
+	for _, n := range []uint64{0, 1, 2, 2, 5, 3, 4, 4, 70000, 70000 - 65536, 69999} {
+		st.take(n)
+	}
+	// 0,1,2,5,3,4,70000,4464 (too old: counted),69999
+	if got := st.unique.Load(); got != 9 {
+		t.Errorf("unique %d, want 9", got)
+	}
+	if got := st.dups.Load(); got != 2 {
+		t.Errorf("dups %d, want 2", got)
+	}
+}
+
+func TestSenderToSink(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only")
+	}
+	k, err := NewSink(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go k.Run()
+	defer k.Close()
+	dst := k.Addr()
+	s, err := NewSender([]netip.AddrPort{dst, dst, dst}, 200, 96)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k.Record(true)
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(3000, stop) }()
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && k.Received(0)+k.Received(1)+k.Received(2) < s.Sent() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var got uint64
+	for i := range 3 {
+		if k.Received(i) != s.Next(i) {
+			t.Errorf("stream %d: received %d of %d", i, k.Received(i), s.Next(i))
+		}
+		got += k.Received(i)
+	}
+	if got == 0 || got != s.Sent() || k.Latency.Count() != got {
+		t.Errorf("sent %d, received %d, latencies %d", s.Sent(), got, k.Latency.Count())
+	}
+	// A floor makes earlier packets stale.
+	k.SetFloor(0, s.Next(0))
+	if k.Received(0) != 0 {
+		t.Error("floor did not reset the count")
+	}
+}
