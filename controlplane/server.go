@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/router"
+	"github.com/pion/transport/v5"
 	"github.com/valyala/fasthttp"
 
 	"github.com/gw-project/gw/api"
@@ -43,6 +44,9 @@ type Config struct {
 	// remote never learns gw's own addresses. It applies only where a
 	// peer has a TURN server to use: relay without one cannot connect.
 	ICETransportPolicy string
+	// ICENet, if set, makes the network each PeerConnection's ICE agent
+	// opens its sockets through (nil: pion's standard one).
+	ICENet func() (transport.Net, error)
 	// Dataplane opens the local UDP ports.
 	Dataplane dataplane.Dataplane
 	// DataDataplane, if set, opens the data ports (POST /data) instead:

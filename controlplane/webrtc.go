@@ -36,6 +36,13 @@ func (s *Server) newPeerConnection(p *peer, me *webrtc.MediaEngine, ir *intercep
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetSRTPProtectionProfiles(srtpProfiles...)
 	se.LoggerFactory = s.pionLoggerFactory() // counts SRTP failures (mediametrics.go)
+	if s.cfg.ICENet != nil {
+		n, err := s.cfg.ICENet()
+		if err != nil {
+			return nil, err
+		}
+		se.SetNet(n)
+	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	servers := s.iceServersFor(p)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: servers, ICETransportPolicy: s.transportPolicy(servers)})

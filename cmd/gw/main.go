@@ -20,9 +20,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pion/transport/v5"
+
 	"github.com/gw-project/gw/controlplane"
 	"github.com/gw-project/gw/dataplane"
-	_ "github.com/gw-project/gw/dataplane/udp" // registers std and mmsg
+	"github.com/gw-project/gw/dataplane/udp" // also registers std and mmsg
 	"github.com/gw-project/gw/metrics"
 	"github.com/gw-project/gw/signaling"
 	"github.com/gw-project/gw/signaling/viewer"
@@ -248,6 +250,7 @@ func runGateway(o options, log *slog.Logger) error {
 		EventTimeout:       o.eventTimeout,
 		ICEServers:         ice,
 		ICETransportPolicy: o.icePolicy,
+		ICENet:             func() (transport.Net, error) { return udp.ICENet(dataplane.DefaultSockBuf) },
 		Dataplane:          dp,
 		DataDataplane:      dataDP,
 		Metrics:            reg,
