@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -49,7 +50,7 @@ func (s *Server) newMediaPC(mc *mediaConn, video, audio []mediarelay.Codec) (*we
 	}
 	sf.OnNewPeerConnection(func(_ string, g stats.Getter) { mc.stats.Store(&g) })
 	ir.Add(sf)
-	if err := webrtc.ConfigureNack(me, ir); err != nil {
+	if err := webrtc.ConfigureNackWithOptions(me, ir, nil, nack.ResponderSize(nackHistory)); err != nil {
 		return nil, err
 	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
@@ -67,6 +68,12 @@ func (s *Server) newMediaPC(mc *mediaConn, video, audio []mediarelay.Codec) (*we
 	pc.OnTrack(mc.onTrack)
 	return pc, nil
 }
+
+// nackHistory is how many sent packets of each stream gw keeps to answer
+// NACKs: 512 is 2.5 s of a 2 Mbit/s camera and half a second at 1,000
+// packets/s, more than a retransmission can still be useful for, at half
+// the memory of pion's default (1024 copies of up to an MTU per stream).
+const nackHistory = 512
 
 func capability(c mediarelay.Codec) webrtc.RTPCodecCapability {
 	return webrtc.RTPCodecCapability{MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: c.Fmtp}

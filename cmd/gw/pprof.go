@@ -6,12 +6,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 )
 
 // startPprof serves the profiling endpoints on addr until the process
 // ends.
 func startPprof(addr string, log *slog.Logger) error {
+	// gw's heap is a few tens of MB: the default sampling (one sample per
+	// 512 KiB allocated) leaves too few samples to tell where it goes.
+	runtime.MemProfileRate = 32 << 10
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--pprof-addr: %w", err)
