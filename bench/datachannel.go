@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -137,7 +134,7 @@ type dcRig struct {
 type dcGateway struct {
 	srv      *controlplane.Server
 	dp, data dataplane.Dataplane
-	base     string
+	api      *rest
 }
 
 type dcPeer struct{ id, token string }
@@ -179,7 +176,7 @@ func newDCRig(o dcOptions) (*dcRig, error) {
 			r.close()
 			return nil, err
 		}
-		g.base = "http://" + ln.Addr().String()
+		g.api = newREST("http://" + ln.Addr().String())
 		go g.srv.Serve(ln)
 		var resp struct {
 			Params struct {
@@ -224,57 +221,12 @@ func (r *dcRig) close() {
 
 // call does one REST request on gateway i, decoding the answer into out.
 func (r *dcRig) call(i int, method, path string, body any, want int, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, r.gws[i].base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
+	return r.gws[i].api.call(context.Background(), method, path, body, want, out)
 }
 
-// waitEvent long-polls until the event named want.
+// waitEvent long-polls gateway i until the event named want.
 func (r *dcRig) waitEvent(i int, path, want string) (map[string]any, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		var ev map[string]any
-		err := r.call(i, "GET", path, nil, 200, &ev)
-		if err != nil {
-			if strings.Contains(err.Error(), ": 408 ") {
-				continue
-			}
-			return nil, err
-		}
-		if ev["event"] == want {
-			return ev, nil
-		}
-		if ev["event"] == "CLOSE" || ev["event"] == "ERROR" {
-			return nil, fmt.Errorf("%s while waiting for %s: %v", ev["event"], want, ev)
-		}
-	}
-	return nil, fmt.Errorf("no %s on %s within 30s", want, path)
+	return r.gws[i].api.waitEvent(context.Background(), path, want)
 }
 
 // dcLink is one data connection with an app at each end.

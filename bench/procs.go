@@ -406,17 +406,17 @@ func (g *gwProc) createPeer(ctx context.Context, id string) (peer, error) {
 		return peer{}, err
 	}
 	p := peer{resp.Params.PeerID, resp.Params.Token}
-	_, err := g.waitEvent(ctx, "/peers/"+p.id+"/events?token="+p.token, "OPEN")
+	_, err := g.api.waitEvent(ctx, "/peers/"+p.id+"/events?token="+p.token, "OPEN")
 	return p, err
 }
 
 // waitEvent long-polls path until the event named want (others are
-// skipped), for up to a minute.
-func (g *gwProc) waitEvent(ctx context.Context, path, want string) (map[string]any, error) {
+// skipped), for a minute at most; CLOSE or ERROR first is an error.
+func (r *rest) waitEvent(ctx context.Context, path, want string) (map[string]any, error) {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		var ev map[string]any
-		err := g.api.call(ctx, "GET", path, nil, 200, &ev)
+		err := r.call(ctx, "GET", path, nil, 200, &ev)
 		if isStatus(err, 408) {
 			continue
 		}

@@ -147,7 +147,7 @@ func (r *gwRelay) setup(ctx context.Context, env *Env, n int, sink netip.AddrPor
 				return
 			}
 			mcs[i] = c.Params.ID
-			if _, err := r.a.waitEvent(ctx, "/media/connections/"+c.Params.ID+"/events", "READY"); err != nil {
+			if _, err := r.a.api.waitEvent(ctx, "/media/connections/"+c.Params.ID+"/events", "READY"); err != nil {
 				errs <- fmt.Errorf("call %d: %w", i, err)
 			}
 		}()

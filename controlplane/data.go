@@ -200,7 +200,7 @@ func parseDataRedirect(prefix string, r *dataRedirectBody, egress netip.AddrPort
 	if err := intRange(prefix+"port", *r.Port, 1, 65535); err != nil {
 		return netip.AddrPort{}, err
 	}
-	if !dataEgressReaches(egress, addr) {
+	if !egressReaches(egress, addr) {
 		field := prefix + "ip_v4"
 		if r.IPv4 == nil {
 			field = prefix + "ip_v6"
@@ -210,10 +210,10 @@ func parseDataRedirect(prefix string, r *dataRedirectBody, egress netip.AddrPort
 	return netip.AddrPortFrom(addr, uint16(*r.Port)), nil
 }
 
-// dataEgressReaches reports whether the send port bound at egress can send
+// egressReaches reports whether the send port bound at egress can send
 // to a: an IPv4 socket cannot reach IPv6 and the other way round, unless
 // the socket is dual-stack.
-func dataEgressReaches(egress netip.AddrPort, a netip.Addr) bool {
+func egressReaches(egress netip.AddrPort, a netip.Addr) bool {
 	local := egress.Addr()
 	switch {
 	case local.Unmap().Is4():

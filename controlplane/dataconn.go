@@ -18,7 +18,6 @@ import (
 	"github.com/gw-project/gw/controlplane/binarypack"
 	"github.com/gw-project/gw/controlplane/datarelay"
 	"github.com/gw-project/gw/dataplane"
-	"github.com/gw-project/gw/signaling"
 )
 
 // A data connection is one PeerJS DataConnection: a PeerConnection with one
@@ -489,12 +488,12 @@ type dataOfferPayload struct {
 	DcInit        *dcInitBody               `json:"dcInit,omitempty"`
 }
 
-// newPeerJSConnectionID is "dc_" and a random base-36 string, as PeerJS
-// makes them.
-func newPeerJSConnectionID() string {
+// newPeerJSConnectionID is a connectionId as PeerJS makes them: prefix
+// ("mc_" for media, "dc_" for data) and a random base-36 string.
+func newPeerJSConnectionID(prefix string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return "dc_" + strconv.FormatUint(binary.LittleEndian.Uint64(b[:]), 36)
+	return prefix + strconv.FormatUint(binary.LittleEndian.Uint64(b[:]), 36)
 }
 
 // hasValue reports whether an optional JSON member carries something.
@@ -508,22 +507,9 @@ func (s *Server) createDataConnection(ctx *fasthttp.RequestCtx) *apiError {
 	if err := decodeBody(ctx.PostBody(), &o); err != nil {
 		return err
 	}
-	if err := requireString("peer_id", o.PeerID); err != nil {
-		return err
-	}
-	if err := requireString("token", o.Token); err != nil {
-		return err
-	}
-	p, aerr := s.authPeer(*o.PeerID, *o.Token)
+	p, target, aerr := s.caller(o.PeerID, o.Token, o.TargetID)
 	if aerr != nil {
 		return aerr
-	}
-	if err := requireString("target_id", o.TargetID); err != nil {
-		return err
-	}
-	target := *o.TargetID
-	if !signaling.ValidID(target) {
-		return badRequest("target_id", "target_id %s is not a valid peer id", describe(target))
 	}
 	if o.Params == nil {
 		return badRequest("params", "params field is not specified (give {} to feed no data yet)")
@@ -578,7 +564,7 @@ func (s *Server) createDataConnection(ctx *fasthttp.RequestCtx) *apiError {
 	if err != nil {
 		return badRequest("peer_id", "cannot create a peer connection: %v", err)
 	}
-	c := s.newDataConn(p, newPeerJSConnectionID(), target, ser)
+	c := s.newDataConn(p, newPeerJSConnectionID("dc_"), target, ser)
 	c.originator = true
 	c.label = c.pjID // PeerJS's default label
 	c.metadata = metadata

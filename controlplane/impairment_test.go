@@ -399,29 +399,6 @@ func scrape(t *testing.T, reg *metrics.Registry) []*dto.MetricFamily {
 	return mfs
 }
 
-// pick is sample on an existing scrape.
-func pick(mfs []*dto.MetricFamily, name string, kv ...string) (float64, bool) {
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(kv); i += 2 {
-				if labels[kv[i]] != kv[i+1] {
-					continue next
-				}
-			}
-			return metricValue(m), true
-		}
-	}
-	return 0, false
-}
-
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()

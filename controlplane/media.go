@@ -384,13 +384,5 @@ func (s *Server) deleteRTCP(ctx *fasthttp.RequestCtx) *apiError {
 
 // egressFamilyOK reports whether the shared send port can reach a.
 func (s *Server) egressFamilyOK(a netip.Addr) bool {
-	local := s.cfg.Dataplane.Egress().LocalAddr().Addr()
-	switch {
-	case local.Unmap().Is4():
-		return a.Unmap().Is4()
-	case local.IsUnspecified():
-		return true
-	default:
-		return a.Is6() && !a.Is4In6()
-	}
+	return egressReaches(s.cfg.Dataplane.Egress().LocalAddr(), a)
 }

@@ -80,20 +80,20 @@ func waitBrowserReceives(t *testing.T, b *gwtest.Browser, codec string) {
 // pictures reach the browser's decoder and the browser's camera reaches
 // GStreamer's; gw's hang-up closes the browser's call.
 func TestMediaBrowserAnswersGwCall(t *testing.T) {
-	requireGStreamer(t, "videotestsrc", "vp8enc", "rtpvp8pay", "rtpvp8depay", "vp8dec", "opusenc", "rtpopuspay", "rtpopusdepay", "opusdec")
+	gwtest.RequireGStreamer(t, "videotestsrc", "vp8enc", "rtpvp8pay", "rtpvp8depay", "vp8dec", "opusenc", "rtpopuspay", "rtpopusdepay", "opusdec")
 	e := newTestEnv(t)
 	b := browserPage(t, e, "browsercallee")
 	p := e.c.CreatePeer("gwcaller")
 	vid, vport := openMedia(t, e.c, true)
 	aid, aport := openMedia(t, e.c, false)
 	videoOut, audioOut := freeUDPPort(t), freeUDPPort(t)
-	recv := startGst(t, fmt.Sprintf(
+	recv := gwtest.StartGst(t, fmt.Sprintf(
 		"udpsrc address=127.0.0.1 port=%d caps=application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload=96 ! "+
 			"rtpjitterbuffer latency=100 ! rtpvp8depay ! vp8dec ! fakesink name=video silent=false sync=false "+
 			"udpsrc address=127.0.0.1 port=%d caps=application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111 ! "+
 			"rtpjitterbuffer latency=100 ! rtpopusdepay ! opusdec ! fakesink name=audio silent=false sync=false",
 		videoOut, audioOut), "video", "audio")
-	waitBound(t, videoOut, audioOut)
+	gwtest.WaitUDPBound(t, videoOut, audioOut)
 	r := e.c.Expect(202, "POST", "/media/connections", map[string]any{
 		"peer_id": p.ID, "token": p.Token, "target_id": "browsercallee",
 		"constraints": map[string]any{
@@ -109,7 +109,7 @@ func TestMediaBrowserAnswersGwCall(t *testing.T) {
 	}).Map(t)
 	mc := r["params"].(map[string]any)["media_connection_id"].(string)
 	e.c.WaitEvent(mcPath(mc, "/events"), "READY", 30*time.Second)
-	startGst(t, fmt.Sprintf(
+	gwtest.StartGst(t, fmt.Sprintf(
 		"videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 keyframe-max-dist=15 ! rtpvp8pay pt=96 ! udpsink host=127.0.0.1 port=%d "+
 			"audiotestsrc is-live=true ! audioconvert ! audioresample ! opusenc ! rtpopuspay pt=111 ! udpsink host=127.0.0.1 port=%d", vport, aport))
 	if md := gwtest.Eval[string](t, b, "JSON.stringify(window.incoming.metadata)"); md != `{"camera":"gw"}` {
@@ -120,8 +120,8 @@ func TestMediaBrowserAnswersGwCall(t *testing.T) {
 	if c := gwtest.Eval[string](t, b, "rtpStats().then(s => s.srtpCipher || '')"); c != "SRTP_AEAD_AES_128_GCM" {
 		t.Errorf("SRTP profile %q, want SRTP_AEAD_AES_128_GCM", c)
 	}
-	recv.waitFrames(t, "video", 20, 60*time.Second)
-	recv.waitFrames(t, "audio", 20, 60*time.Second)
+	recv.WaitBuffers(t, "video", 20, 60*time.Second)
+	recv.WaitBuffers(t, "audio", 20, 60*time.Second)
 	e.c.Expect(204, "DELETE", mcPath(mc, ""), nil)
 	b.WaitJS(t, "window.hungUp", 30*time.Second, "JSON.stringify(window.log)")
 }
@@ -130,7 +130,7 @@ func TestMediaBrowserAnswersGwCall(t *testing.T) {
 // the app answers with H.264, which the browser decodes, and receives the
 // browser's camera in H.264; the browser's hang-up fires CLOSE at gw.
 func TestMediaBrowserCallsGw(t *testing.T) {
-	requireGStreamer(t, "videotestsrc", "x264enc", "rtph264pay", "rtph264depay", "h264parse", "avdec_h264", "opusenc", "rtpopuspay")
+	gwtest.RequireGStreamer(t, "videotestsrc", "x264enc", "rtph264pay", "rtph264depay", "h264parse", "avdec_h264", "opusenc", "rtpopuspay")
 	e := newTestEnv(t)
 	p := e.c.CreatePeer("gwcallee")
 	b := browserPage(t, e, "browsercaller")
@@ -144,10 +144,10 @@ func TestMediaBrowserCallsGw(t *testing.T) {
 	vid, vport := openMedia(t, e.c, true)
 	aid, aport := openMedia(t, e.c, false)
 	videoOut := freeUDPPort(t)
-	recv := startGst(t, fmt.Sprintf(
+	recv := gwtest.StartGst(t, fmt.Sprintf(
 		"udpsrc address=127.0.0.1 port=%d caps=application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=100 ! "+
 			"rtpjitterbuffer latency=100 ! rtph264depay ! h264parse ! avdec_h264 ! fakesink name=video silent=false sync=false", videoOut), "video")
-	waitBound(t, videoOut)
+	gwtest.WaitUDPBound(t, videoOut)
 	e.c.Expect(202, "POST", mcPath(mc, "/answer"), map[string]any{
 		"constraints": map[string]any{
 			"video": true, "audio": true,
@@ -157,12 +157,12 @@ func TestMediaBrowserCallsGw(t *testing.T) {
 		"redirect_params": map[string]any{"video": map[string]any{"ip_v4": "127.0.0.1", "port": videoOut}},
 	})
 	e.c.WaitEvent(mcPath(mc, "/events"), "READY", 30*time.Second)
-	startGst(t, fmt.Sprintf(
+	gwtest.StartGst(t, fmt.Sprintf(
 		"videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! "+
 			"x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! video/x-h264,profile=constrained-baseline ! rtph264pay config-interval=-1 pt=100 ! udpsink host=127.0.0.1 port=%d "+
 			"audiotestsrc is-live=true ! audioconvert ! audioresample ! opusenc ! rtpopuspay pt=111 ! udpsink host=127.0.0.1 port=%d", vport, aport))
 	waitBrowserReceives(t, b, "H264")
-	recv.waitFrames(t, "video", 20, 60*time.Second)
+	recv.WaitBuffers(t, "video", 20, 60*time.Second)
 	// PLI from the app reaches the browser (it answers with a key frame;
 	// here it must just be accepted).
 	e.c.Expect(201, "POST", mcPath(mc, "/pli"), map[string]any{"ip_v4": "127.0.0.1", "port": videoOut})

@@ -1,13 +1,8 @@
 package controlplane
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
-	"os/exec"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,141 +42,6 @@ func TestMediaTwoProcesses(t *testing.T) {
 	}
 }
 
-// requireGStreamer fails the test (these tests must run) if an element is
-// missing, naming the Debian package that has it.
-func requireGStreamer(t *testing.T, elements ...string) {
-	t.Helper()
-	if _, err := exec.LookPath("gst-launch-1.0"); err != nil {
-		t.Fatalf("gst-launch-1.0 not found (apt-get install gstreamer1.0-tools; .ci/run does): %v", err)
-	}
-	pkg := map[string]string{
-		"x264enc": "gstreamer1.0-plugins-ugly", "avdec_h264": "gstreamer1.0-libav",
-		"opusenc": "gstreamer1.0-plugins-base", "opusdec": "gstreamer1.0-plugins-base",
-	}
-	for _, el := range elements {
-		if err := exec.Command("gst-inspect-1.0", "--exists", el).Run(); err != nil {
-			p := pkg[el]
-			if p == "" {
-				p = "gstreamer1.0-plugins-good"
-			}
-			t.Fatalf("GStreamer element %s is missing (apt-get install %s; .ci/run does)", el, p)
-		}
-	}
-}
-
-// gstPipeline is a gst-launch-1.0 process of a test.
-type gstPipeline struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	out  strings.Builder
-	// frames counts buffers reaching the sinks named in counted.
-	frames map[string]int
-	cond   *sync.Cond
-}
-
-// startGst runs a pipeline. Sinks named in counted must be fakesinks with
-// silent=false: with -v, gst-launch prints a line for every buffer they
-// get, which is how decoded frames are counted.
-func startGst(t *testing.T, pipeline string, counted ...string) *gstPipeline {
-	t.Helper()
-	g := &gstPipeline{done: make(chan struct{}), frames: map[string]int{}}
-	g.cond = sync.NewCond(&g.mu)
-	// -q would also silence the per-buffer lines.
-	flag := "-q"
-	if len(counted) > 0 {
-		flag = "-v"
-	}
-	args := append([]string{flag}, strings.Fields(pipeline)...)
-	g.cmd = exec.Command("gst-launch-1.0", args...)
-	stdout, err := g.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.cmd.Stderr = g.cmd.Stdout
-	if err := g.cmd.Start(); err != nil {
-		t.Fatalf("gst-launch-1.0: %v", err)
-	}
-	go func() {
-		defer close(g.done)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			g.mu.Lock()
-			if g.out.Len() < 1<<16 {
-				g.out.WriteString(line + "\n")
-			}
-			for _, name := range counted {
-				if strings.Contains(line, "("+name+":sink)") && strings.Contains(line, "chain") {
-					g.frames[name]++
-				}
-			}
-			g.cond.Broadcast()
-			g.mu.Unlock()
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		g.mu.Lock()
-		g.cond.Broadcast()
-		g.mu.Unlock()
-		_ = g.cmd.Wait()
-	}()
-	t.Cleanup(g.stop)
-	return g
-}
-
-func (g *gstPipeline) stop() {
-	select {
-	case <-g.done:
-		return
-	default:
-	}
-	_ = g.cmd.Process.Kill()
-	<-g.done
-}
-
-// waitFrames waits until sink counted n buffers; timeout is a hang guard.
-func (g *gstPipeline) waitFrames(t *testing.T, sink string, n int, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	timer := time.AfterFunc(timeout, func() {
-		g.mu.Lock()
-		g.cond.Broadcast()
-		g.mu.Unlock()
-	})
-	defer timer.Stop()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for g.frames[sink] < n {
-		select {
-		case <-g.done:
-			t.Fatalf("pipeline ended with %d frames at %s:\n%s", g.frames[sink], sink, g.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d frames decoded at %s within %s; pipeline said:\n%s", g.frames[sink], n, sink, timeout, g.out.String())
-		}
-		g.cond.Wait()
-	}
-}
-
-// waitBound waits until something (a pipeline's udpsrc) holds UDP port on
-// loopback: what arrives before is lost, and a browser sends its only key
-// frame right after connecting.
-func waitBound(t *testing.T, ports ...int) {
-	t.Helper()
-	for _, port := range ports {
-		waitFor(t, fmt.Sprintf("UDP port %d bound", port), 30*time.Second, func() bool {
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-			if err != nil {
-				return true
-			}
-			c.Close()
-			return false
-		})
-	}
-}
-
 // freeUDPPort is a UDP port free on loopback now, for a pipeline to bind.
 func freeUDPPort(t *testing.T) int {
 	t.Helper()
@@ -198,7 +58,7 @@ func freeUDPPort(t *testing.T) int {
 // gateway's samples do; gw A calls gw B; at B GStreamer depayloads and
 // decodes what arrives, and decoded frames are counted.
 func TestMediaGStreamerThroughTwoGateways(t *testing.T) {
-	requireGStreamer(t, "videotestsrc", "audiotestsrc", "x264enc", "rtph264pay", "rtph264depay", "h264parse", "avdec_h264",
+	gwtest.RequireGStreamer(t, "videotestsrc", "audiotestsrc", "x264enc", "rtph264pay", "rtph264depay", "h264parse", "avdec_h264",
 		"vp8enc", "rtpvp8pay", "rtpvp8depay", "vp8dec", "opusenc", "rtpopuspay", "rtpopusdepay", "opusdec",
 		"udpsrc", "udpsink", "rtpjitterbuffer", "fakesink")
 	a, b := twoProcesses(t)
@@ -240,21 +100,21 @@ func TestMediaGStreamerThroughTwoGateways(t *testing.T) {
 			})
 			// The receiving app: what the original gateway's callee sample
 			// runs, with the payload types it asked for.
-			recv := startGst(t, fmt.Sprintf(
+			recv := gwtest.StartGst(t, fmt.Sprintf(
 				"udpsrc address=127.0.0.1 port=%d caps=application/x-rtp,media=video,encoding-name=%s,clock-rate=90000,payload=%d ! "+
 					"rtpjitterbuffer latency=100 ! %s ! %s ! fakesink name=video silent=false sync=false "+
 					"udpsrc address=127.0.0.1 port=%d caps=application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=109 ! "+
 					"rtpjitterbuffer latency=100 ! rtpopusdepay ! opusdec ! fakesink name=audio silent=false sync=false",
 				videoOut, tc.codec, tc.calleePT, tc.depay, tc.dec, audioOut), "video", "audio")
-			waitBound(t, videoOut, audioOut)
+			gwtest.WaitUDPBound(t, videoOut, audioOut)
 			a.Client.WaitEvent(mcPath(callerMC, "/events"), "READY", 20*time.Second)
 			// The sending app: the caller sample's pipeline.
-			startGst(t, fmt.Sprintf(
+			gwtest.StartGst(t, fmt.Sprintf(
 				"videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! %s ! %s pt=%d ! udpsink host=127.0.0.1 port=%d "+
 					"audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc ! rtpopuspay pt=111 ! udpsink host=127.0.0.1 port=%d",
 				tc.enc, tc.pay, tc.callerPT, vport, aport))
-			recv.waitFrames(t, "video", 30, 60*time.Second)
-			recv.waitFrames(t, "audio", 50, 60*time.Second)
+			recv.WaitBuffers(t, "video", 30, 60*time.Second)
+			recv.WaitBuffers(t, "audio", 50, 60*time.Second)
 			b.Client.WaitEvent(mcPath(calleeMC, "/events"), "STREAM", 10*time.Second, "READY")
 			a.Client.Expect(204, "DELETE", mcPath(callerMC, ""), nil)
 			b.Client.WaitEvent(mcPath(calleeMC, "/events"), "CLOSE", 20*time.Second, "STREAM")

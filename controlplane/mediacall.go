@@ -2,12 +2,9 @@ package controlplane
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,7 +12,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/gw-project/gw/controlplane/mediarelay"
-	"github.com/gw-project/gw/signaling"
 )
 
 // Request bodies of the media connection operations.
@@ -234,14 +230,6 @@ func objectMetadata(raw json.RawMessage) json.RawMessage {
 	}
 }
 
-// peerJSConnectionID is a PeerJS-style connectionId: "mc_" and a random
-// base-36 string.
-func peerJSConnectionID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return "mc_" + strconv.FormatUint(binary.BigEndian.Uint64(b[:]), 36)
-}
-
 // ids returns the media and rtcp ids a plan names, and the fields to blame.
 func (pl *callPlan) ids() (media, rtcp, fields [2]string) {
 	for k, kp := range pl.kinds {
@@ -314,21 +302,9 @@ func (s *Server) createMediaConnection(ctx *fasthttp.RequestCtx) *apiError {
 	if err := decodeBody(ctx.PostBody(), &o); err != nil {
 		return err
 	}
-	if err := requireString("peer_id", o.PeerID); err != nil {
-		return err
-	}
-	if err := requireString("token", o.Token); err != nil {
-		return err
-	}
-	p, aerr := s.authPeer(*o.PeerID, *o.Token)
+	p, target, aerr := s.caller(o.PeerID, o.Token, o.TargetID)
 	if aerr != nil {
 		return aerr
-	}
-	if err := requireString("target_id", o.TargetID); err != nil {
-		return err
-	}
-	if !signaling.ValidID(*o.TargetID) {
-		return badRequest("target_id", "target_id %s is not a valid peer id", describe(*o.TargetID))
 	}
 	pl, aerr := s.parseConstraints(o.Constraints, o.Redirect)
 	if aerr != nil {
@@ -340,7 +316,7 @@ func (s *Server) createMediaConnection(ctx *fasthttp.RequestCtx) *apiError {
 		return aerr
 	}
 	mc := &mediaConn{
-		s: s, p: p, id: "mc-" + uuid.NewString(), pjID: peerJSConnectionID(), remote: *o.TargetID,
+		s: s, p: p, id: "mc-" + uuid.NewString(), pjID: newPeerJSConnectionID("mc_"), remote: target,
 		outgoing: true, metadata: objectMetadata(pl.metadata), events: newEventQueue(), dcClosed: make(chan struct{}),
 		created: time.Now(), done: make(chan struct{}),
 	}

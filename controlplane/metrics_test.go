@@ -26,6 +26,11 @@ func sample(t *testing.T, reg *metrics.Registry, name string, kv ...string) (flo
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pick(mfs, name, kv...)
+}
+
+// pick is sample on an existing scrape.
+func pick(mfs []*dto.MetricFamily, name string, kv ...string) (float64, bool) {
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue

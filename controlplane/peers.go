@@ -216,6 +216,28 @@ func (s *Server) authPeer(id, token string) (*peer, *apiError) {
 	return p, nil
 }
 
+// caller checks the peer_id, token and target_id of a call or a connect:
+// the caller's peer, authenticated, and the id of the peer it asks for.
+func (s *Server) caller(peerID, token, targetID *string) (*peer, string, *apiError) {
+	if err := requireString("peer_id", peerID); err != nil {
+		return nil, "", err
+	}
+	if err := requireString("token", token); err != nil {
+		return nil, "", err
+	}
+	p, err := s.authPeer(*peerID, *token)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := requireString("target_id", targetID); err != nil {
+		return nil, "", err
+	}
+	if !signaling.ValidID(*targetID) {
+		return nil, "", badRequest("target_id", "target_id %s is not a valid peer id", describe(*targetID))
+	}
+	return p, *targetID, nil
+}
+
 // DELETE /peers/{peer_id}
 func (s *Server) deletePeer(ctx *fasthttp.RequestCtx) *apiError {
 	p, err := s.lookupPeer(ctx)

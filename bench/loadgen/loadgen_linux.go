@@ -88,7 +88,7 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 			cfg.Burst = 1
 		}
 	}
-	fd, err := loopbackSocket()
+	fd, err := LoopbackSocket()
 	if err != nil {
 		return nil, err
 	}
@@ -136,8 +136,9 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	return s, nil
 }
 
-// loopbackSocket is a blocking UDP socket on 127.0.0.1, ephemeral port.
-func loopbackSocket() (int, error) {
+// LoopbackSocket is a blocking UDP socket on 127.0.0.1, ephemeral port
+// (also the RTP load generator's, bench/rtpload).
+func LoopbackSocket() (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
@@ -276,7 +277,7 @@ type Receiver struct {
 // may hand it coalesced buffers (cheaper for the harness). rcvbuf is the
 // socket buffer asked for (forced past rmem_max when allowed).
 func NewReceiver(gro bool, rcvbuf int) (*Receiver, error) {
-	fd, err := loopbackSocket()
+	fd, err := LoopbackSocket()
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gw-project/gw/bench/loadgen"
 )
 
 // maxBurst is the most packets one sendmmsg carries.
@@ -44,7 +46,7 @@ func NewSender(dsts []netip.AddrPort, size int, pt uint8) (*Sender, error) {
 	if len(dsts) == 0 {
 		return nil, errors.New("rtpload: no streams")
 	}
-	fd, err := socket()
+	fd, err := loadgen.LoopbackSocket()
 	if err != nil {
 		return nil, err
 	}
@@ -75,18 +77,6 @@ func NewSender(dsts []netip.AddrPort, size int, pt uint8) (*Sender, error) {
 		s.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
 	}
 	return s, nil
-}
-
-func socket() (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, os.NewSyscallError("socket", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		unix.Close(fd)
-		return -1, os.NewSyscallError("bind", err)
-	}
-	return fd, nil
 }
 
 // Streams is how many streams the sender feeds.
@@ -209,7 +199,7 @@ const sinkSlot = 2048
 
 // NewSink binds 127.0.0.1 on an ephemeral port for n streams.
 func NewSink(n int) (*Sink, error) {
-	fd, err := socket()
+	fd, err := loadgen.LoopbackSocket()
 	if err != nil {
 		return nil, err
 	}
