@@ -12,21 +12,41 @@ type registry struct {
 	peers map[string]*peer
 	// reserved peer ids are being registered at the signaling server.
 	reserved map[string]bool
-	retired  map[retiredKey]*eventQueue
+	// retired queues, and the same in the order they were retired (the
+	// oldest first), so that they expire and are capped without a timer
+	// each.
+	retired      map[retiredKey]retiredEntry
+	retiredOrder []retiredEntry
+	keep         time.Duration // how long a retired queue stays pollable
+	maxRetired   int
 }
 
 // retiredKey names a deleted object's queue. Peer ids can be reused by a
 // new peer, so a peer's queue is also keyed by its token.
 type retiredKey struct{ id, token string }
 
-// retiredKeep is how long events of a deleted object stay pollable.
-const retiredKeep = time.Minute
+type retiredEntry struct {
+	k     retiredKey
+	q     *eventQueue
+	until time.Time
+}
+
+const (
+	// retiredKeep is how long events of a deleted object stay pollable.
+	retiredKeep = time.Minute
+	// maxRetired caps the queues kept: under heavy churn (thousands of
+	// peers created and deleted a second, their events unread) the
+	// oldest go first rather than memory growing with the rate.
+	maxRetired = 4096
+)
 
 func newRegistry() *registry {
 	return &registry{
-		peers:    map[string]*peer{},
-		reserved: map[string]bool{},
-		retired:  map[retiredKey]*eventQueue{},
+		peers:      map[string]*peer{},
+		reserved:   map[string]bool{},
+		retired:    map[retiredKey]retiredEntry{},
+		keep:       retiredKeep,
+		maxRetired: maxRetired,
 	}
 }
 
@@ -91,26 +111,40 @@ func (r *registry) retireLocked(k retiredKey, q *eventQueue) {
 	if !q.pending() {
 		return
 	}
-	r.retired[k] = q
-	time.AfterFunc(retiredKeep, func() {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.retired[k] == q {
-			delete(r.retired, k)
+	now := time.Now()
+	e := retiredEntry{k: k, q: q, until: now.Add(r.keep)}
+	r.retired[k] = e
+	r.retiredOrder = append(r.retiredOrder, e)
+	// Drop what expired, and the oldest beyond the cap. An entry whose key
+	// was retired again since is only removed from the order.
+	for len(r.retiredOrder) > 0 {
+		old := r.retiredOrder[0]
+		if len(r.retired) <= r.maxRetired && now.Before(old.until) {
+			break
 		}
-	})
+		r.retiredOrder[0] = retiredEntry{}
+		r.retiredOrder = r.retiredOrder[1:]
+		if cur, ok := r.retired[old.k]; ok && cur.q == old.q {
+			delete(r.retired, old.k)
+		}
+	}
 }
 
-// retiredQueue returns the queue of a deleted object, if it still has events.
+// retiredQueue returns the queue of a deleted object, if it still has
+// events and has not expired.
 func (r *registry) retiredQueue(id, token string) *eventQueue {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	q := r.retired[retiredKey{id, token}]
-	if q != nil && !q.pending() {
-		delete(r.retired, retiredKey{id, token})
+	k := retiredKey{id, token}
+	e, ok := r.retired[k]
+	if !ok {
 		return nil
 	}
-	return q
+	if !e.q.pending() || !time.Now().Before(e.until) {
+		delete(r.retired, k)
+		return nil
+	}
+	return e.q
 }
 
 func (r *registry) allPeers() []*peer {
