@@ -349,19 +349,20 @@ func (s *Server) watchDTLS(pc *webrtc.PeerConnection) {
 	})
 }
 
-// pionLoggerFactory is the SettingEngine's logger factory: pion's default,
-// except that it counts SRTP and SRTCP packets that fail to decrypt or
-// authenticate (gw_srtp_failures_total). pion/srtp reports nothing else of
-// them: its session read loop logs each at Info on the "srtp" scope, and
-// drops the packet. Replayed packets (a NACK resend of a packet that did
-// arrive, or a duplicate on the path) are logged there too; they are not
-// failures and do not count. nil (pion's default) without metrics.
+// pionLoggerFactory is the SettingEngine's logger factory: pion's messages
+// go to gw's logger (pionLogs), and with metrics it also counts SRTP and
+// SRTCP packets that fail to decrypt or authenticate
+// (gw_srtp_failures_total). pion/srtp reports nothing else of them: its
+// session read loop logs each at Info on the "srtp" scope, and drops the
+// packet. Replayed packets (a NACK resend of a packet that did arrive, or a
+// duplicate on the path) are logged there too; they are not failures and
+// do not count.
 func (s *Server) pionLoggerFactory() logging.LoggerFactory {
-	m := s.cfg.Metrics
-	if m == nil {
-		return nil
+	f := pionLogs{log: s.log}
+	if s.cfg.Metrics == nil {
+		return f
 	}
-	return srtpCountingFactory{LoggerFactory: logging.NewDefaultLoggerFactory(), m: m}
+	return srtpCountingFactory{LoggerFactory: f, m: s.cfg.Metrics}
 }
 
 type srtpCountingFactory struct {
