@@ -422,6 +422,9 @@ func TestCredentialRenewalAndExpiresIn(t *testing.T) {
 	// A wrong renewal: rejected by the server, the old credential still runs.
 	bad := signaling.NewCredential("wrong", "henry", time.Now(), time.Hour)
 	e.c.Expect(200, "PUT", peerPath(p, "/credential"), map[string]any{"timestamp": bad.Timestamp, "ttl": bad.TTL, "authToken": bad.AuthToken})
+	if ev := e.c.WaitEvent(e.c.PeerEvents(p), "ERROR", 10*time.Second, "EXPIRESIN"); ev["error_message"] != "SERVER_ERROR" {
+		t.Fatalf("the rejected renewal: %v", ev)
+	}
 	// A good renewal keeps the peer registered past the old expiry.
 	good := signaling.NewCredential(secret, "henry", time.Now(), time.Hour)
 	r = e.c.Expect(200, "PUT", peerPath(p, "/credential"), map[string]any{"timestamp": good.Timestamp, "ttl": good.TTL, "authToken": good.AuthToken})

@@ -251,6 +251,14 @@ func (p *peer) HandleMessage(m signaling.Message) {
 		for _, c := range p.connsWith(m.Src) {
 			c.fail("peer " + m.Src + " is not connected to the signaling server")
 		}
+	case signaling.TypeError:
+		// The server refused something without dropping the peer: a
+		// credential renewal (PUT .../credential answered before the
+		// server's verdict). The app learns it here; the old credential
+		// stays in use.
+		msg := signaling.ErrorText(m)
+		log.Warn("the signaling server refused a request", "error", msg)
+		p.events.push(peerEvent{Event: "ERROR", ErrorMessage: "SERVER_ERROR"})
 	default:
 		log.Info("signaling message", "payload", string(m.Payload))
 	}

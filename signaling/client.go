@@ -627,7 +627,7 @@ func (c *Client) readLoop(conn *websocket.Conn, pending []event, done chan<- err
 			done <- ErrInvalidKey
 			return
 		case TypeError:
-			msg := errorText(m)
+			msg := ErrorText(m)
 			if strings.HasPrefix(msg, msgRenewalRejected) {
 				c.mu.Lock()
 				if c.prevCred != nil {
@@ -674,7 +674,8 @@ func readMessage(conn *websocket.Conn) (Message, error) {
 	}
 }
 
-func errorText(m Message) string {
+// ErrorText is the text of an ERROR frame.
+func ErrorText(m Message) string {
 	var p struct {
 		Msg string `json:"msg"`
 	}
@@ -802,7 +803,7 @@ func (c *Client) dial(ctx context.Context, reconnect bool) (*websocket.Conn, []e
 		case TypeInvalidKey:
 			return fail(fmt.Errorf("%w: %q", ErrInvalidKey, c.o.Key))
 		case TypeError:
-			return fail(serverError(errorText(m)))
+			return fail(serverError(ErrorText(m)))
 		case TypeHeartbeat:
 		case TypeExpiresIn:
 			var p struct {
