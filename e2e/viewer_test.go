@@ -31,27 +31,32 @@ type viewerMedia struct {
 // element shows frames and it plays the sound unmuted. Its data panel
 // opens a data channel, whose messages camera.py has gw deliver to a test
 // app, and shows the app's reply. When camera.py stops (Ctrl-C), the page
-// says the call and the data channel ended.
+// says the call and the data channel ended. The page sends its own
+// (fake) camera too, which camera.py has gw deliver to a test port.
 func TestViewer(t *testing.T) {
 	gwtest.RequireGStreamer(t, "videotestsrc", "audiotestsrc", "audioconvert", "audioresample", "x264enc", "h264parse",
 		"rtph264pay", "opusenc", "rtpopuspay", "udpsink")
 	requirePython(t)
 	eachSignaling(t, func(t *testing.T, e *env) {
 		app := newUDPApp(t)
+		// The page also sends its (fake) camera: camera.py has gw deliver
+		// it here.
+		backVideo := newUDPApp(t)
 		cam := startCamera(t, e.gw, "--id", "viewcam", "--gst", "--audio",
 			"--width", "320", "--height", "240", "--fps", "15", "--kbps", "300",
-			"--data-to", fmt.Sprintf("127.0.0.1:%d", app.port()))
+			"--data-to", fmt.Sprintf("127.0.0.1:%d", app.port()),
+			"--recv-video", fmt.Sprintf("127.0.0.1:%d", backVideo.port()))
 		cam.waitLine(t, 0, 30*time.Second, "peer viewcam open")
 
 		b := gwtest.StartBrowser(t)
 		ser, reply, shown := "binary", "hello browser", "hello browser"
 		if e.official == nil {
-			b.Navigate(t, e.page+"?peer=viewcam&data="+ser)
+			b.Navigate(t, e.page+"?peer=viewcam&send=1&data="+ser)
 		} else {
 			// With json, a datagram holding JSON text reaches the page as
 			// that value.
 			ser, reply, shown = "json", `{"from": "camera"}`, `{"from":"camera"}`
-			b.Navigate(t, e.page+"?data="+ser+e.signalingParam())
+			b.Navigate(t, e.page+"?send=1&data="+ser+e.signalingParam())
 			b.Run(t, chromedp.SendKeys(chromedp.ID("target"), "viewcam"), chromedp.Click(chromedp.ID("watch")))
 		}
 		status := `gwViewer.status + ": " + gwViewer.detail`
@@ -73,6 +78,12 @@ func TestViewer(t *testing.T) {
 			t.Errorf("the page says %q (shows %q), codec %q", page.Detail, page.Shown, page.VideoCodec)
 		}
 		cam.waitLine(t, 0, 10*time.Second, "connected to") // camera.py saw READY
+		// The page's camera reaches camera.py's redirect as RTP.
+		for _, pkt := range backVideo.wait(t, 30, 30*time.Second) {
+			if len(pkt) < 12 || pkt[0]>>6 != 2 {
+				t.Fatalf("not RTP from the page's camera: % x", pkt[:min(len(pkt), 12)])
+			}
+		}
 
 		// The data panel.
 		b.Run(t, chromedp.Click(chromedp.ID("connect-data")))
