@@ -371,19 +371,22 @@ func (l *dcLink) measure(ctx context.Context, dir, size int, o dcOptions) (dcMea
 	maxCount := min(4096, int64(o.Window)/int64(size+1024))
 	n0, b0 := rx.n.Load(), rx.b.Load()
 	var sent, sentBytes int64
-	start := time.Now()
-	measureFrom, measureTo := start.Add(o.Warmup), start.Add(o.Warmup+o.Measure)
+	// The measurement starts after the warm-up and once something has
+	// arrived: a fresh channel's first message can take longer than a
+	// short warm-up (SCTP's slow start, a loaded machine).
+	measureFrom := time.Now().Add(o.Warmup)
+	var measureTo time.Time
 	var mn, mb int64 // receiver counts at the start of the measurement
 	measuring := false
 	stall := time.Now()
 	lastRx := rx.n.Load()
 	for {
 		now := time.Now()
-		if !measuring && now.After(measureFrom) {
+		if !measuring && now.After(measureFrom) && rx.n.Load() > n0 {
 			measuring, mn, mb = true, rx.n.Load(), rx.b.Load()
-			measureFrom = now
+			measureFrom, measureTo = now, now.Add(o.Measure)
 		}
-		if now.After(measureTo) {
+		if measuring && now.After(measureTo) {
 			break
 		}
 		if ctx.Err() != nil {
