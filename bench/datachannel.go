@@ -15,9 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pion/transport/v5"
+
 	"github.com/gw-project/gw/controlplane"
 	"github.com/gw-project/gw/dataplane"
-	_ "github.com/gw-project/gw/dataplane/udp"
+	"github.com/gw-project/gw/dataplane/udp"
 	"github.com/gw-project/gw/signaling"
 )
 
@@ -166,6 +168,10 @@ func newDCRig(o dcOptions) (*dcRig, error) {
 		g.srv, err = controlplane.New(controlplane.Config{
 			SignalingURL: "ws://" + sigLn.Addr().String() + "/peerjs", MediaAddr: addr,
 			EventTimeout: time.Second, Dataplane: g.dp, DataDataplane: g.data, Logger: quiet,
+			// As cmd/gw does: with the kernel's default receive buffer,
+			// SCTP bursts overflow the ICE sockets, and each loss costs a
+			// retransmission timeout.
+			ICENet: func() (transport.Net, error) { return udp.ICENet(dataplane.DefaultSockBuf) },
 		})
 		if err != nil {
 			r.close()

@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/transport/v5"
 	"go.uber.org/goleak"
 
 	"github.com/gw-project/gw/dataplane"
-	_ "github.com/gw-project/gw/dataplane/udp"
+	"github.com/gw-project/gw/dataplane/udp"
 	"github.com/gw-project/gw/internal/gwtest"
 	"github.com/gw-project/gw/signaling"
 )
@@ -77,6 +78,8 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 		Dataplane:        dp,
 		SignalingTimeout: 5 * time.Second,
 		Logger:           testLogger(t),
+		// As cmd/gw runs it.
+		ICENet: func() (transport.Net, error) { return udp.ICENet(dataplane.DefaultSockBuf) },
 	}
 	for _, o := range opts {
 		o(e, &cfg)
