@@ -202,22 +202,9 @@ func NewUDPPorts(lo, hi int) *UDPPorts {
 // Take returns a port free right now.
 func (u *UDPPorts) Take(t testing.TB) int {
 	t.Helper()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for range u.hi - u.lo + 1 {
-		p := u.next
-		if u.next++; u.next > u.hi {
-			u.next = u.lo
-		}
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
-		if err != nil {
-			continue
-		}
-		c.Close()
-		return p
-	}
-	t.Fatalf("no free UDP port in %d-%d", u.lo, u.hi)
-	return 0
+	c := u.bind(t)
+	c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // String is the range, as gw's --port-range takes it.
@@ -227,6 +214,14 @@ func (u *UDPPorts) String() string { return fmt.Sprintf("%d-%d", u.lo, u.hi) }
 // range, closed when the test ends.
 func (u *UDPPorts) Listen(t testing.TB) *net.UDPConn {
 	t.Helper()
+	c := u.bind(t)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// bind binds the next free port of the range, round robin.
+func (u *UDPPorts) bind(t testing.TB) *net.UDPConn {
+	t.Helper()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for range u.hi - u.lo + 1 {
@@ -234,12 +229,9 @@ func (u *UDPPorts) Listen(t testing.TB) *net.UDPConn {
 		if u.next++; u.next > u.hi {
 			u.next = u.lo
 		}
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
-		if err != nil {
-			continue
+		if c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p}); err == nil {
+			return c
 		}
-		t.Cleanup(func() { c.Close() })
-		return c
 	}
 	t.Fatalf("no free UDP port in %d-%d", u.lo, u.hi)
 	return nil
