@@ -319,12 +319,7 @@ func TestImpairmentInMetrics(t *testing.T) {
 
 	video.Stop()
 	audio.Stop()
-	alice.c.Expect(204, "DELETE", mcPath(callerMC, ""), nil)
-	alice.c.WaitEvent(mcPath(callerMC, "/events"), "CLOSE", 10*time.Second, "STREAM")
-	bob.c.WaitEvent(mcPath(calleeMC, "/events"), "CLOSE", 20*time.Second, "STREAM")
-	waitFor(t, "series gone after close", 10*time.Second, func() bool {
-		return streamSeries(t, r1, callerMC) == 0 && streamSeries(t, r2, calleeMC) == 0
-	})
+	hangUpSeriesGone(t, alice, bob, callerMC, calleeMC, r1, r2)
 }
 
 // newTURNSide is newSide with a peer created with turn: true.

@@ -52,6 +52,18 @@ func streamSeries(t *testing.T, reg *metrics.Registry, conn string) int {
 	return n
 }
 
+// hangUpSeriesGone: the caller hangs up, both sides see CLOSE, and every
+// gw_stream_* series of the call leaves both registries.
+func hangUpSeriesGone(t *testing.T, caller, callee *side, callerMC, calleeMC string, r1, r2 *metrics.Registry) {
+	t.Helper()
+	caller.c.Expect(204, "DELETE", mcPath(callerMC, ""), nil)
+	caller.c.WaitEvent(mcPath(callerMC, "/events"), "CLOSE", 10*time.Second, "STREAM")
+	callee.c.WaitEvent(mcPath(calleeMC, "/events"), "CLOSE", 20*time.Second, "STREAM")
+	waitFor(t, "series gone after close", 10*time.Second, func() bool {
+		return streamSeries(t, r1, callerMC) == 0 && streamSeries(t, r2, calleeMC) == 0
+	})
+}
+
 // TestMediaMetricsWiring: a call between two control planes, with a gap the
 // app leaves in its video's sequence numbers (5 packets never sent). The
 // gap shows as RFC 3550 loss on the app-to-gw leg at the caller, as loss
@@ -210,12 +222,7 @@ func TestMediaMetricsWiring(t *testing.T) {
 
 	video.Stop()
 	audio.Stop()
-	alice.c.Expect(204, "DELETE", mcPath(callerMC, ""), nil)
-	alice.c.WaitEvent(mcPath(callerMC, "/events"), "CLOSE", 10*time.Second, "STREAM")
-	bob.c.WaitEvent(mcPath(calleeMC, "/events"), "CLOSE", 20*time.Second, "STREAM")
-	waitFor(t, "series gone after close", 10*time.Second, func() bool {
-		return streamSeries(t, r1, callerMC) == 0 && streamSeries(t, r2, calleeMC) == 0
-	})
+	hangUpSeriesGone(t, alice, bob, callerMC, calleeMC, r1, r2)
 	for _, reg := range []*metrics.Registry{r1, r2} {
 		for _, kind := range []string{"audio", "video"} {
 			for _, dir := range []string{"inbound", "outbound"} {
