@@ -1,0 +1,5 @@
+//go:build !race
+
+package datarelay
+
+const raceEnabled = false
