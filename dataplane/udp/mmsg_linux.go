@@ -31,7 +31,7 @@ const (
 // mmsgPort is the Linux batched implementation.
 type mmsgPort struct {
 	base
-	family  int // AF_INET or AF_INET6, for sockaddrs
+	tx      batchSender // send side
 	bufSize int
 
 	// Receive state, touched only by the worker.
@@ -51,11 +51,6 @@ type mmsgPort struct {
 	rcalls  uint64        // recvmmsg calls since last counted
 	ovfl    uint32        // last SO_RXQ_OVFL value seen
 	groBufs atomic.Uint64 // coalesced buffers split (tests, bench)
-
-	// Send side.
-	gso     atomic.Bool
-	states  chan *sendState
-	failGSO atomic.Int32 // tests: fail this many GSO messages with EIO
 }
 
 func listenMmsg(pl *plane, num int, egress bool) (port, error) {
@@ -63,7 +58,7 @@ func listenMmsg(pl *plane, num int, egress bool) (port, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &mmsgPort{bufSize: pl.cfg.BufSize, states: make(chan *sendState, sendStates)}
+	p := &mmsgPort{bufSize: pl.cfg.BufSize}
 	if err := p.init(pl, num, conn, egress); err != nil {
 		conn.Close()
 		return nil, err
@@ -71,10 +66,11 @@ func listenMmsg(pl *plane, num int, egress bool) (port, error) {
 	p.addFeature(dataplane.FeatureBatchSend)
 	off := pl.cfg.Disable
 	var gso, gro, ovfl, block bool
+	var family int
 	var domErr error
 	err = p.rc.Control(func(fd uintptr) {
 		s := int(fd)
-		p.family, domErr = unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		family, domErr = unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_DOMAIN)
 		// The kernel has UDP GSO if it knows the socket option.
 		_, e := unix.GetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 		gso = e == nil && off&dataplane.FeatureGSO == 0
@@ -99,8 +95,8 @@ func listenMmsg(pl *plane, num int, egress bool) (port, error) {
 		conn.Close()
 		return nil, err
 	}
+	p.tx.init(p.rc, family, gso, func() { p.dropFeature(dataplane.FeatureGSO) })
 	if gso {
-		p.gso.Store(true)
 		p.addFeature(dataplane.FeatureGSO)
 	}
 	if egress {

@@ -25,7 +25,7 @@ func TestGSOFallback(t *testing.T) {
 	}
 	r := receiver(t)
 	pkts := makeBatch(append(repeat(500, 20), repeat(300, 20)...))
-	p.failGSO.Store(1)
+	p.tx.failGSO.Store(1)
 	if n, err := p.Send(pkts, addrOf(r)); err != nil || n != len(pkts) {
 		t.Fatalf("Send = %d, %v", n, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -23,11 +24,28 @@ const (
 
 var errAddrFamily = errors.New("dataplane: destination address family does not match the socket")
 
-// sendState is one Send call's preallocated sendmmsg arrays. A port keeps a
-// few for reuse, so concurrent Sends need no lock and steady state needs no
-// allocation.
+// batchSender sends batches of datagrams to one destination on a socket
+// with sendmmsg, coalescing runs of equal-size datagrams with GSO while the
+// kernel takes it. Dataplane ports and gw's ICE sockets both send with it.
+type batchSender struct {
+	rc      syscall.RawConn
+	family  int // AF_INET or AF_INET6, for sockaddrs
+	gso     atomic.Bool
+	failGSO atomic.Int32 // tests: fail this many GSO messages with EIO
+	states  chan *sendState
+	gsoOff  func() // called when the kernel refuses GSO and it goes off
+}
+
+func (b *batchSender) init(rc syscall.RawConn, family int, gso bool, gsoOff func()) {
+	b.rc, b.family, b.gsoOff = rc, family, gsoOff
+	b.states = make(chan *sendState, sendStates)
+	b.gso.Store(gso)
+}
+
+// sendState is one send call's preallocated sendmmsg arrays. A sender
+// keeps a few for reuse, so concurrent sends need no lock and steady state
+// needs no allocation.
 type sendState struct {
-	p       *mmsgPort
 	name    unix.RawSockaddrInet6
 	namelen uint32
 	hdrs    [maxSendMsgs]unix.Mmsghdr
@@ -47,8 +65,8 @@ type sendState struct {
 	writeFn  func(fd uintptr) bool
 }
 
-func newSendState(p *mmsgPort) *sendState {
-	s := &sendState{p: p, csp: unix.CmsgSpace(2)}
+func newSendState() *sendState {
+	s := &sendState{csp: unix.CmsgSpace(2)}
 	words := make([]uint64, (maxSendMsgs*s.csp+7)/8)
 	s.ctrl = unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), maxSendMsgs*s.csp)
 	for i := range s.hdrs {
@@ -75,18 +93,21 @@ func newSendState(p *mmsgPort) *sendState {
 	return s
 }
 
-func (p *mmsgPort) getState() *sendState {
+func (b *batchSender) getState() *sendState {
 	select {
-	case s := <-p.states:
+	case s := <-b.states:
 		return s
 	default:
-		return newSendState(p)
+		return newSendState()
 	}
 }
 
-func (p *mmsgPort) putState(s *sendState) {
+func (b *batchSender) putState(s *sendState) {
+	// Hold no pointers into the caller's buffers.
+	clear(s.iovs[:s.hi])
+	s.calls, s.hi = 0, 0
 	select {
-	case p.states <- s:
+	case b.states <- s:
 	default:
 	}
 }
@@ -175,33 +196,38 @@ func (p *mmsgPort) Send(pkts [][]byte, dst netip.AddrPort) (int, error) {
 	if len(pkts) == 0 {
 		return 0, nil
 	}
-	s := p.getState()
-	sent, nbytes, err := p.send(s, pkts, dst)
-	p.c.txCalls.Add(uint64(s.calls))
+	sent, nbytes, calls, err := p.tx.sendBatch(pkts, dst)
+	p.c.txCalls.Add(uint64(calls))
 	p.c.txPackets.Add(uint64(sent))
 	p.c.txBytes.Add(uint64(nbytes))
 	if err != nil {
 		p.c.drops[dataplane.DropSendError].Add(uint64(len(pkts) - sent))
 	}
-	// Hold no pointers into the caller's buffers.
-	clear(s.iovs[:s.hi])
-	s.calls, s.hi = 0, 0
-	p.putState(s)
 	return sent, err
 }
 
-func (p *mmsgPort) send(s *sendState, pkts [][]byte, dst netip.AddrPort) (sent, nbytes int, err error) {
-	if err := s.setDst(dst, p.family); err != nil {
+// sendBatch sends pkts to dst: how many datagrams and bytes went, in how
+// many system calls.
+func (b *batchSender) sendBatch(pkts [][]byte, dst netip.AddrPort) (sent, nbytes, calls int, err error) {
+	s := b.getState()
+	sent, nbytes, err = b.send(s, pkts, dst)
+	calls = s.calls
+	b.putState(s)
+	return sent, nbytes, calls, err
+}
+
+func (b *batchSender) send(s *sendState, pkts [][]byte, dst netip.AddrPort) (sent, nbytes int, err error) {
+	if err := s.setDst(dst, b.family); err != nil {
 		return 0, 0, err
 	}
 	for len(pkts) > 0 {
-		nmsg, used := s.build(pkts, p.gso.Load())
+		nmsg, used := s.build(pkts, b.gso.Load())
 		for m := 0; m < nmsg; {
 			s.off, s.cnt = m, nmsg-m
-			if s.segs[m] > 1 && p.failGSO.Load() > 0 {
-				p.failGSO.Add(-1)
+			if s.segs[m] > 1 && b.failGSO.Load() > 0 {
+				b.failGSO.Add(-1)
 				s.ret, s.errno = 0, unix.EIO
-			} else if err := p.rc.Write(s.writeFn); err != nil {
+			} else if err := b.rc.Write(s.writeFn); err != nil {
 				return sent, nbytes, err // closed
 			}
 			if s.errno == 0 {
@@ -215,8 +241,8 @@ func (p *mmsgPort) send(s *sendState, pkts [][]byte, dst netip.AddrPort) (sent, 
 			if s.segs[m] > 1 && (s.errno == unix.EIO || s.errno == unix.EINVAL) {
 				// The kernel (or the device) refuses GSO: off for good on
 				// this socket; rebuild from this message without it.
-				if p.gso.Swap(false) {
-					p.dropFeature(dataplane.FeatureGSO)
+				if b.gso.Swap(false) && b.gsoOff != nil {
+					b.gsoOff()
 				}
 				used = s.first[m]
 				break
