@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pion/transport/v5"
-
 	"github.com/gw-project/gw/controlplane"
 	"github.com/gw-project/gw/dataplane"
 	"github.com/gw-project/gw/dataplane/udp"
@@ -171,7 +169,7 @@ func newDCRig(o dcOptions) (*dcRig, error) {
 			// As cmd/gw does: with the kernel's default receive buffer,
 			// SCTP bursts overflow the ICE sockets, and each loss costs a
 			// retransmission timeout.
-			ICENet: func() (transport.Net, error) { return udp.ICENet(dataplane.DefaultSockBuf) },
+			ICENet: udp.NewICENet(dataplane.DefaultSockBuf),
 		})
 		if err != nil {
 			r.close()

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/transport/v5"
 	"go.uber.org/goleak"
 
 	"github.com/gw-project/gw/dataplane"
@@ -79,7 +78,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 		SignalingTimeout: 5 * time.Second,
 		Logger:           testLogger(t),
 		// As cmd/gw runs it.
-		ICENet: func() (transport.Net, error) { return udp.ICENet(dataplane.DefaultSockBuf) },
+		ICENet: udp.NewICENet(dataplane.DefaultSockBuf),
 	}
 	for _, o := range opts {
 		o(e, &cfg)

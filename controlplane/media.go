@@ -303,6 +303,9 @@ func (s *Server) createMedia(ctx *fasthttp.RequestCtx) *apiError {
 		prefix = "vi-"
 	}
 	mp := &mediaPort{id: prefix + uuid.NewString(), video: *o.IsVideo, port: port}
+	if s.cfg.ICENet != nil {
+		mp.fan.Batch = s.cfg.ICENet
+	}
 	port.SetSink(&mp.fan)
 	s.media.mu.Lock()
 	s.media.media[mp.id] = mp

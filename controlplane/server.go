@@ -22,11 +22,19 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/gw-project/gw/api"
+	"github.com/gw-project/gw/controlplane/mediarelay"
 	"github.com/gw-project/gw/dataplane"
 	"github.com/gw-project/gw/metrics"
 )
 
 // Config is what the control plane is built from; cmd/gw fills it from flags.
+// ICENetwork makes the network of each PeerConnection's ICE agent and can
+// hold the writes on its sockets for a batch (udp.ICENet does both).
+type ICENetwork interface {
+	Net() (transport.Net, error)
+	mediarelay.Batcher
+}
+
 type Config struct {
 	// SignalingURL is the PeerJS WebSocket endpoint peers register at,
 	// e.g. ws://127.0.0.1:9000/peerjs.
@@ -44,9 +52,10 @@ type Config struct {
 	// remote never learns gw's own addresses. It applies only where a
 	// peer has a TURN server to use: relay without one cannot connect.
 	ICETransportPolicy string
-	// ICENet, if set, makes the network each PeerConnection's ICE agent
-	// opens its sockets through (nil: pion's standard one).
-	ICENet func() (transport.Net, error)
+	// ICENet, if set, is the network every PeerConnection's ICE agent
+	// opens its sockets through (nil: pion's standard one). Media ports
+	// hold its writes around each batch they read (udp.ICENet).
+	ICENet ICENetwork
 	// Dataplane opens the local UDP ports.
 	Dataplane dataplane.Dataplane
 	// DataDataplane, if set, opens the data ports (POST /data) instead:

@@ -37,7 +37,7 @@ func (s *Server) newPeerConnection(p *peer, me *webrtc.MediaEngine, ir *intercep
 	se.SetSRTPProtectionProfiles(srtpProfiles...)
 	se.LoggerFactory = s.pionLoggerFactory() // counts SRTP failures (mediametrics.go)
 	if s.cfg.ICENet != nil {
-		n, err := s.cfg.ICENet()
+		n, err := s.cfg.ICENet.Net()
 		if err != nil {
 			return nil, err
 		}

@@ -20,8 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pion/transport/v5"
-
 	"github.com/gw-project/gw/controlplane"
 	"github.com/gw-project/gw/dataplane"
 	"github.com/gw-project/gw/dataplane/udp" // also registers std and mmsg
@@ -250,7 +248,7 @@ func runGateway(o options, log *slog.Logger) error {
 		EventTimeout:       o.eventTimeout,
 		ICEServers:         ice,
 		ICETransportPolicy: o.icePolicy,
-		ICENet:             func() (transport.Net, error) { return udp.ICENet(dataplane.DefaultSockBuf) },
+		ICENet:             udp.NewICENet(dataplane.DefaultSockBuf),
 		Dataplane:          dp,
 		DataDataplane:      dataDP,
 		Metrics:            reg,

@@ -17,6 +17,13 @@ type Writer interface {
 	Write(b []byte) (int, error)
 }
 
+// Batcher holds the writes a batch makes until it is done, so that they
+// leave in few system calls (udp.ICENet).
+type Batcher interface {
+	Hold()
+	Release()
+}
+
 // Fanout is the sink of one media port: every RTP packet the app sends is
 // read once and written to each Writer (one per media connection using the
 // media), synchronously on the port's worker. Writers are added and removed
@@ -39,6 +46,9 @@ type Fanout struct {
 	// port's worker calls its Update and Restart.
 	rx   atomic.Pointer[rtpstats.Receiver]
 	rate atomic.Uint32
+	// Batch, if set before the port starts, holds the writes of each
+	// batch from the app.
+	Batch Batcher
 }
 
 // SetClockRate starts measuring the app's stream at the RTP clock rate of
@@ -109,6 +119,10 @@ func (f *Fanout) Receive(batch []dataplane.Packet) {
 	var ws []Writer
 	if cur := f.writers.Load(); cur != nil {
 		ws = *cur
+	}
+	if f.Batch != nil && len(ws) > 0 {
+		f.Batch.Hold()
+		defer f.Batch.Release()
 	}
 	rx := f.rx.Load()
 	var now time.Time

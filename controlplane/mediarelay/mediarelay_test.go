@@ -257,3 +257,43 @@ func TestPacketPathDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per run", n)
 	}
 }
+
+// heldBatcher records holds; heldWriter checks it is written to only
+// while one is on.
+type heldBatcher struct{ holds, releases, on int }
+
+func (h *heldBatcher) Hold()    { h.holds++; h.on++ }
+func (h *heldBatcher) Release() { h.releases++; h.on-- }
+
+type heldWriter struct {
+	b      *heldBatcher
+	writes int
+	t      *testing.T
+}
+
+func (w *heldWriter) Write(b []byte) (int, error) {
+	if w.b.on != 1 {
+		w.t.Error("written outside a hold")
+	}
+	w.writes++
+	return len(b), nil
+}
+
+// A batch's writes happen inside one hold of the Batcher; with no
+// writers there is nothing to hold.
+func TestFanoutHoldsEachBatch(t *testing.T) {
+	hb := &heldBatcher{}
+	f := Fanout{Batch: hb}
+	p := rtpPacket(t, 96, 1, false, []byte("x"))
+	f.Receive([]dataplane.Packet{{Data: p}})
+	if hb.holds != 0 {
+		t.Errorf("held %d times with no writers", hb.holds)
+	}
+	w := &heldWriter{b: hb, t: t}
+	f.Add(w)
+	f.Add(w)
+	f.Receive([]dataplane.Packet{{Data: p}, {Data: p}, {Data: p}})
+	if hb.holds != 1 || hb.releases != 1 || hb.on != 0 || w.writes != 6 {
+		t.Errorf("holds %d releases %d writes %d", hb.holds, hb.releases, w.writes)
+	}
+}

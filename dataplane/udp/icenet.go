@@ -2,56 +2,234 @@ package udp
 
 import (
 	"net"
-	"syscall"
+	"net/netip"
+	"sync"
+	"sync/atomic"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
+
+	"github.com/gw-project/gw/dataplane"
+	"github.com/gw-project/gw/dataplane/bufpool"
 )
 
-// ICENet is the network pion's ICE agent opens its sockets through: the
-// standard one, except that its UDP sockets get a receive buffer of sockBuf
-// bytes, like the dataplane's ports. With the kernel's default (about
-// 200 KiB, some 90 datagrams of video), a reader that the scheduler holds
-// off for a few milliseconds at 10,000 packets/s loses packets; a busy
-// board does that.
-func ICENet(sockBuf int) (transport.Net, error) {
-	n, err := stdnet.NewNet()
+// ICENet is the network pion's ICE agents open their UDP sockets through:
+// the standard one, with two differences.
+//
+// Its sockets get a receive buffer of sockBuf bytes, like the dataplane's
+// ports. With the kernel's default (about 200 KiB, some 90 datagrams of
+// video), a reader that the scheduler holds off for a few milliseconds at
+// 10,000 packets/s loses packets; a busy board does that.
+//
+// And writes can be held: between Hold and Release, what is written on any
+// of its sockets waits in that socket's queue, and goes out at Release (or
+// when a queue fills) with one sendmmsg per destination, runs of equal-size
+// datagrams coalesced with GSO where the kernel has it. A dataplane worker
+// holds around a batch from an app's port, so a burst of RTP (a video
+// frame) costs the ICE socket a few system calls instead of one per
+// packet. Writes from other goroutines during a hold wait too, at most
+// until that Release. Off Linux, Hold does nothing.
+type ICENet struct {
+	sockBuf int
+	holds   atomic.Int32
+	pool    *bufpool.Pool // queued datagrams' copies
+	mu      sync.Mutex
+	dirty   []*iceConn // sockets with a queue since the last Release
+}
+
+// NewICENet makes the network; one serves every PeerConnection.
+func NewICENet(sockBuf int) *ICENet {
+	return &ICENet{sockBuf: sockBuf, pool: bufpool.New(dataplane.DefaultBufSize)}
+}
+
+// Net is the transport.Net for one ICE agent (pion's SettingEngine.SetNet).
+func (n *ICENet) Net() (transport.Net, error) {
+	sn, err := stdnet.NewNet()
 	if err != nil {
 		return nil, err
 	}
-	return &iceNet{Net: n, sockBuf: sockBuf}, nil
+	return &iceNet{Net: sn, g: n}, nil
 }
+
+// Hold starts holding writes; every Hold needs its Release. Hold only
+// around work that does not block, such as writing a batch of packets.
+func (n *ICENet) Hold() {
+	if iceBatching {
+		n.holds.Add(1)
+	}
+}
+
+// Release ends a Hold and sends everything queued on every socket.
+func (n *ICENet) Release() {
+	if !iceBatching {
+		return
+	}
+	n.holds.Add(-1)
+	n.mu.Lock()
+	dirty := n.dirty
+	n.dirty = nil
+	n.mu.Unlock()
+	for i, c := range dirty {
+		c.mu.Lock()
+		c.dirty = false
+		c.flushLocked()
+		c.mu.Unlock()
+		dirty[i] = nil
+	}
+	n.mu.Lock()
+	if n.dirty == nil {
+		n.dirty = dirty[:0] // reuse the slice: no allocation per batch
+	}
+	n.mu.Unlock()
+}
+
+func (n *ICENet) held() bool { return n.holds.Load() > 0 }
 
 type iceNet struct {
 	*stdnet.Net
-	sockBuf int
+	g *ICENet
 }
 
 func (n *iceNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)
-	if err == nil {
-		n.grow(c)
+	if err != nil || laddr != nil && laddr.IP.IsMulticast() {
+		// mDNS wants the *net.UDPConn itself (x/net/ipv4 takes nothing
+		// else), and carries no media.
+		return c, err
 	}
-	return c, err
+	return n.wrap(c), nil
 }
 
 func (n *iceNet) ListenPacket(network, address string) (net.PacketConn, error) {
 	c, err := n.Net.ListenPacket(network, address)
-	if err == nil {
-		n.grow(c)
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	if u, ok := c.(*net.UDPConn); ok {
+		return n.wrap(u), nil
+	}
+	return c, nil
 }
 
-func (n *iceNet) grow(c any) {
-	sc, ok := c.(interface {
-		syscall.Conn
-		SetReadBuffer(int) error
-	})
+// wrap grows c's receive buffer and puts the write queue in front of it.
+// stdnet hands out *net.UDPConn; anything else goes as it is.
+func (n *iceNet) wrap(c transport.UDPConn) transport.UDPConn {
+	u, ok := c.(*net.UDPConn)
 	if !ok {
-		return
+		return c
 	}
-	if rc, err := sc.SyscallConn(); err == nil {
-		setRecvBuffer(rc, n.sockBuf, sc.SetReadBuffer)
+	rc, err := u.SyscallConn()
+	if err != nil {
+		return c
 	}
+	setRecvBuffer(rc, n.g.sockBuf, u.SetReadBuffer)
+	ic := &iceConn{UDPConn: u, g: n.g}
+	if err := ic.tx.setup(u, rc); err != nil {
+		return c
+	}
+	return ic
+}
+
+// maxQueue is the most datagrams a socket queues before it sends anyway.
+const maxQueue = 64
+
+// iceConn is one ICE socket. Pion uses ReadFromAddrPort and
+// WriteToAddrPort where a connection has them (ice.AddrPortReaderWriter);
+// every write method goes through write, so nothing overtakes the queue.
+type iceConn struct {
+	*net.UDPConn
+	g  *ICENet
+	tx iceSender
+
+	mu     sync.Mutex
+	bufs   [][]byte // queued datagrams (pool buffers)
+	dsts   []netip.AddrPort
+	dirty  bool // in g.dirty
+	closed bool
+}
+
+func (c *iceConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	return c.UDPConn.ReadFromUDPAddrPort(b)
+}
+
+func (c *iceConn) WriteToAddrPort(b []byte, dst netip.AddrPort) (int, error) {
+	return c.write(b, dst)
+}
+
+func (c *iceConn) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) {
+	return c.write(b, dst)
+}
+
+func (c *iceConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return c.UDPConn.WriteTo(b, addr) // the net package's error
+	}
+	return c.WriteToUDP(b, ua)
+}
+
+func (c *iceConn) WriteToUDP(b []byte, addr *net.UDPAddr) (int, error) {
+	return c.write(b, addr.AddrPort())
+}
+
+func (c *iceConn) write(b []byte, dst netip.AddrPort) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	if !c.g.held() && len(c.bufs) == 0 {
+		return c.UDPConn.WriteToUDPAddrPort(b, dst)
+	}
+	if len(b) > c.g.pool.Size() || !dst.IsValid() {
+		c.flushLocked() // keep the order, then this one alone
+		return c.UDPConn.WriteToUDPAddrPort(b, dst)
+	}
+	buf := c.g.pool.Get()
+	c.bufs = append(c.bufs, buf[:copy(buf, b)])
+	c.dsts = append(c.dsts, dst)
+	if len(c.bufs) >= maxQueue {
+		c.flushLocked()
+		return len(b), nil
+	}
+	if !c.dirty {
+		c.dirty = true
+		c.g.mu.Lock()
+		c.g.dirty = append(c.g.dirty, c)
+		c.g.mu.Unlock()
+	}
+	// If every hold ended while this was queued, the last Release may have
+	// looked before it was: send now rather than wait for the next hold.
+	if !c.g.held() {
+		c.flushLocked()
+	}
+	return len(b), nil
+}
+
+// flushLocked sends the queue, each run of one destination in one call.
+// Errors are dropped, as they are for any UDP write pion makes (it logs
+// and goes on). c.mu is held.
+func (c *iceConn) flushLocked() {
+	for i := 0; i < len(c.bufs); {
+		j := i + 1
+		for j < len(c.bufs) && c.dsts[j] == c.dsts[i] {
+			j++
+		}
+		if !c.closed {
+			c.tx.send(c.bufs[i:j], c.dsts[i])
+		}
+		i = j
+	}
+	c.g.pool.PutN(c.bufs)
+	clear(c.bufs)
+	c.bufs, c.dsts = c.bufs[:0], c.dsts[:0]
+}
+
+// Close sends what is queued (a DTLS close alert, say) and closes.
+func (c *iceConn) Close() error {
+	c.mu.Lock()
+	c.flushLocked()
+	c.closed = true
+	c.mu.Unlock()
+	return c.UDPConn.Close()
 }
