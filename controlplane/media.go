@@ -11,6 +11,7 @@ import (
 
 	"github.com/gw-project/gw/controlplane/mediarelay"
 	"github.com/gw-project/gw/dataplane"
+	"github.com/gw-project/gw/dataplane/bufpool"
 )
 
 // mediaRegistry holds media and rtcp ports and media connections.
@@ -25,6 +26,9 @@ type mediaRegistry struct {
 	media map[string]*mediaPort
 	rtcp  map[string]*rtcpPort
 	conns map[string]*mediaConn
+	// bufs hold the packets remote tracks deliver to apps while they wait
+	// to be sent (mediarelay.Delivery).
+	bufs *bufpool.Pool
 }
 
 func newMediaRegistry() *mediaRegistry {
@@ -32,6 +36,7 @@ func newMediaRegistry() *mediaRegistry {
 		media: map[string]*mediaPort{},
 		rtcp:  map[string]*rtcpPort{},
 		conns: map[string]*mediaConn{},
+		bufs:  bufpool.New(readBufSize),
 	}
 }
 

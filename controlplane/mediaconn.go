@@ -14,6 +14,7 @@ import (
 
 	"github.com/gw-project/gw/controlplane/mediarelay"
 	"github.com/gw-project/gw/dataplane"
+	"github.com/gw-project/gw/dataplane/bufpool"
 	"github.com/gw-project/gw/metrics/rtpstats"
 )
 
@@ -296,7 +297,12 @@ func (mc *mediaConn) receiverRTCPLoop(r *webrtc.RTPReceiver, k *sendKind, dst ne
 // type the app asked for, and measures it with rx (RFC 3550 jitter and
 // loss, at the time the packet is read from pion). The buffer is the
 // loop's own; nothing allocates per packet, nothing locks.
-func rtpLoop(t *webrtc.TrackRemote, dst netip.AddrPort, pt int, egress dataplane.Port, rx *rtpstats.Receiver) {
+func rtpLoop(t *webrtc.TrackRemote, dst netip.AddrPort, pt int, egress dataplane.Port, bufs *bufpool.Pool, rx *rtpstats.Receiver) {
+	var out *mediarelay.Delivery
+	if dst.IsValid() {
+		out = mediarelay.NewDelivery(egress, dst, bufs)
+		defer out.Close()
+	}
 	buf := make([]byte, readBufSize)
 	for {
 		n, _, err := t.Read(buf)
@@ -308,13 +314,13 @@ func rtpLoop(t *webrtc.TrackRemote, dst netip.AddrPort, pt int, egress dataplane
 		}
 		seq, ts := mediarelay.SeqTS(buf[:n])
 		rx.Update(seq, ts, mediarelay.PayloadLen(buf[:n]), time.Now())
-		if !dst.IsValid() {
+		if out == nil {
 			continue
 		}
 		if pt >= 0 {
 			mediarelay.SetPayloadType(buf[:n], uint8(pt))
 		}
-		_ = egress.WriteTo(buf[:n], dst)
+		out.Write(buf[:n])
 	}
 }
 
@@ -345,7 +351,7 @@ func (mc *mediaConn) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	mc.mu.Unlock()
 
 	egress := mc.s.cfg.Dataplane.Egress()
-	if !mc.startLoop(func() { rtpLoop(t, dst, pt, egress, rx) }) {
+	if !mc.startLoop(func() { rtpLoop(t, dst, pt, egress, mc.s.media.bufs, rx) }) {
 		return
 	}
 	mc.startLoop(func() { mc.receiverRTCPLoop(r, send, rtcpDst, egress) })
