@@ -84,7 +84,7 @@ func listenMmsg(pl *plane, num int, egress bool) (port, error) {
 		if off&dataplane.FeatureRxqOvfl == 0 {
 			ovfl = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1) == nil
 		}
-		if off&dataplane.FeatureBlockingRecv == 0 {
+		if pl.cfg.BlockingRecv && off&dataplane.FeatureBlockingRecv == 0 {
 			block = makeBlocking(s)
 		}
 	})

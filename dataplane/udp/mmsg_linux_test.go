@@ -39,8 +39,8 @@ func TestGSOFallback(t *testing.T) {
 	recvAll(t, r, pkts, p.LocalAddr())
 }
 
-// Both ways for a worker to wait: in the kernel (the default) and in the
-// netpoller (FeatureBlockingRecv disabled). Each carries traffic intact,
+// Both ways for a worker to wait: in the netpoller (the default) and in
+// the kernel (BlockingRecv). Each carries traffic intact,
 // reports its feature, and closes while idle: with the receive timeout
 // made an hour, a blocking worker that Close did not wake would keep Close
 // waiting past the test's patience.
@@ -50,9 +50,7 @@ func TestBlockingRecv(t *testing.T) {
 	for _, block := range []bool{true, false} {
 		t.Run(map[bool]string{true: "kernel", false: "netpoller"}[block], func(t *testing.T) {
 			dp := newDP(t, "mmsg", 4, func(c *dataplane.Config) {
-				if !block {
-					c.Disable = dataplane.FeatureBlockingRecv
-				}
+				c.BlockingRecv = block
 			})
 			p := openPort(t, dp)
 			if got := p.Stats().Features&dataplane.FeatureBlockingRecv != 0; got != block {
