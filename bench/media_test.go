@@ -26,6 +26,7 @@ func TestMediaScenarioSmoke(t *testing.T) {
 		PortMin: 30000, PortMax: 31999, Size: 1200,
 		Trial: 300 * time.Millisecond, Window: env.Duration, LatWindow: env.Duration, Warmup: 100 * time.Millisecond,
 		Steps: 2, LatRate: 500, GoalRate: 2000, StartRate: 1000, MaxRate: 4000, BaselineRcvbuf: 4 << 20,
+		Frames: []float64{0, 30},
 	}
 	res, err := mediaScenario(context.Background(), env, o)
 	if err != nil {
@@ -33,8 +34,8 @@ func TestMediaScenarioSmoke(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, r := range res.Rows {
-		system, point := r.Labels[0].Value, r.Labels[2].Value
-		seen[system+"/"+point] = true
+		system, traffic, point := r.Labels[0].Value, r.Labels[2].Value, r.Labels[3].Value
+		seen[system+"/"+point+"/"+traffic] = true
 		vals := map[string]float64{}
 		for _, v := range r.Values {
 			vals[v.Name] = v.V
@@ -49,8 +50,13 @@ func TestMediaScenarioSmoke(t *testing.T) {
 			t.Errorf("%s at the latency rate: lost %v, p99 %v µs", system, vals["lost"], vals["p99"])
 		}
 	}
-	for _, k := range []string{"gw/latency", "gw/max", "gw/goal", "gw/compare", "baseline/latency", "baseline/max",
-		"baseline/compare", "baseline-gcm128/compare"} {
+	want := []string{"gw/latency/paced", "baseline/latency/paced"}
+	for _, tr := range []string{"paced", "30 bursts/s"} {
+		for _, k := range []string{"gw/max", "gw/goal", "gw/compare", "baseline/max", "baseline/compare", "baseline-gcm128/compare"} {
+			want = append(want, k+"/"+tr)
+		}
+	}
+	for _, k := range want {
 		if !seen[k] {
 			t.Errorf("no %s row (rows: %v)", k, seen)
 		}

@@ -3,6 +3,7 @@ package rtpload
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"runtime"
@@ -35,6 +36,10 @@ type Sender struct {
 	// behind counts the times pacing fell more than 10 ms behind and the
 	// backlog was dropped rather than sent in a flood.
 	behind atomic.Uint64
+	// Frames, when positive, makes Run send in that many bursts per second
+	// (set it before Run), the way a camera's packetizer hands over a
+	// whole frame at once; 0 spreads packets evenly.
+	Frames float64
 }
 
 // NewSender sends packets of size bytes (header included, >= MinSize) with
@@ -97,7 +102,8 @@ func (s *Sender) Close() error { return unix.Close(s.fd) }
 
 // Run sends at rate packets per second in all (spread evenly over the
 // streams) until stop is closed. Packets go out as soon as they are due, a
-// burst of at most 64 at a time: at 1,000 packets/s one by one, each 1 ms.
+// sendmmsg of at most 64 at a time: at 1,000 packets/s one by one, each
+// 1 ms, unless Frames groups them.
 func (s *Sender) Run(rate float64, stop <-chan struct{}) error {
 	if rate <= 0 {
 		return errors.New("rtpload: rate must be positive")
@@ -107,15 +113,27 @@ func (s *Sender) Run(rate float64, stop <-chan struct{}) error {
 	start := time.Now()
 	var paced uint64
 	maxLag := uint64(rate/100) + 1 // 10 ms worth
+	if s.Frames > 0 {
+		maxLag += uint64(rate / s.Frames)
+	}
 	for {
 		select {
 		case <-stop:
 			return nil
 		default:
 		}
-		due := uint64(rate * time.Since(start).Seconds())
+		elapsed := time.Since(start).Seconds()
+		due := uint64(rate * elapsed)
+		if s.Frames > 0 {
+			// Due: every packet of the frames begun so far.
+			frames := math.Floor(elapsed * s.Frames)
+			due = uint64((frames + 1) * rate / s.Frames)
+		}
 		if due <= paced {
 			wait := time.Duration(float64(paced+1-due) / rate * float64(time.Second))
+			if s.Frames > 0 { // until the next frame begins
+				wait = time.Duration(((math.Floor(elapsed*s.Frames)+1)/s.Frames - elapsed) * float64(time.Second))
+			}
 			if wait > 10*time.Microsecond {
 				ts := unix.NsecToTimespec(int64(min(wait, 5*time.Millisecond)))
 				_ = unix.Nanosleep(&ts, nil)

@@ -10,7 +10,7 @@ import (
 var errUnsupported = errors.New("rtpload: Linux only")
 
 // Sender is Linux only.
-type Sender struct{}
+type Sender struct{ Frames float64 }
 
 // NewSender fails off Linux.
 func NewSender([]netip.AddrPort, int, uint8) (*Sender, error) { return nil, errUnsupported }
