@@ -55,7 +55,7 @@ var mediaFlags = struct {
 	ports:     flag.String("media.ports", "30000-31999", "UDP ports of the relays, in quarters: gw A, gw B, the baseline, its variant"),
 	gwArgs:    flag.String("media.gw-args", "", "extra flags for both gw processes, space separated (e.g. to compare a setting)"),
 	gwBin:     flag.String("media.gw-bin", "", "use this gw binary instead of building ./cmd/gw (before/after comparisons)"),
-	pprof:     flag.String("media.pprof", "", "directory: take CPU profiles of both gw processes (--pprof-addr) during each max-rate window"),
+	pprof:     flag.String("media.pprof", "", "directory: take CPU profiles of both gw processes (--pprof-addr) during each max-rate window, and heap profiles as it ends"),
 	size:      flag.Int("media.size", 1200, "RTP packet size in bytes, header included"),
 	variantAt: flag.Int("media.variant-at", 8, "stream count at which the baseline is also measured with gw's SRTP profile (0: never)"),
 	trial:     flag.Duration("media.trial", time.Second, "length of each rate-search trial"),

@@ -459,8 +459,16 @@ func (g *gwProc) profile(path string, secs int) error {
 	if g.pprofAddr == "" {
 		return errors.New("no --pprof-addr")
 	}
-	c := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", g.pprofAddr, secs))
+	if err := g.fetchProfile(path, fmt.Sprintf("profile?seconds=%d", secs), time.Duration(secs+30)*time.Second); err != nil {
+		return err
+	}
+	// The heap as the window ends, beside the CPU profile.
+	return g.fetchProfile(strings.TrimSuffix(path, ".pprof")+"-heap.pprof", "heap", 30*time.Second)
+}
+
+func (g *gwProc) fetchProfile(path, what string, timeout time.Duration) error {
+	c := &http.Client{Timeout: timeout}
+	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/%s", g.pprofAddr, what))
 	if err != nil {
 		return err
 	}
