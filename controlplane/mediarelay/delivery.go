@@ -13,9 +13,11 @@ type Sender interface {
 	Send(pkts [][]byte, dst netip.AddrPort) (int, error)
 }
 
-// MaxQueued bounds what a Delivery holds for a sender that has stalled;
-// beyond it packets are dropped (and counted), as a full socket would.
-const MaxQueued = 1024
+// MaxQueued bounds what a Delivery holds for a sender that has stalled
+// (about a second of a 4 Mbit/s camera); beyond it packets are dropped and
+// counted, as a full socket would. The buffers stay in the pool after an
+// overload, so the bound is also what one stream can cost in memory.
+const MaxQueued = 512
 
 // Delivery sends one remote track's packets to the app. Write queues a
 // copy; a goroutine of the Delivery's own sends all that has queued in one
