@@ -3,7 +3,6 @@ package mediarelay
 import (
 	"net/netip"
 	"sync"
-	"sync/atomic"
 
 	"github.com/gw-project/gw/dataplane/bufpool"
 )
@@ -13,75 +12,82 @@ type Sender interface {
 	Send(pkts [][]byte, dst netip.AddrPort) (int, error)
 }
 
-// MaxQueued bounds what a Delivery holds for a sender that has stalled
-// (about a second of a 4 Mbit/s camera); beyond it packets are dropped and
-// counted, as a full socket would. The buffers stay in the pool after an
-// overload, so the bound is also what one stream can cost in memory.
+// MaxQueued bounds a Delivery's queue: a writer that finds it full waits
+// for the send under way and then sends the queue itself, so a stalled
+// send holds the track's reader back (pion buffers behind it) rather than
+// growing the queue. The pool keeps buffers after a burst, so the bound is
+// also what a stream can cost in memory; 512 packets is about a second of
+// a 4 Mbit/s camera.
 const MaxQueued = 512
+
+// flushAt is a batch's worth: a writer that finds this many queued sends
+// them itself, unless a send is under way.
+const flushAt = 64
 
 // Delivery sends one remote track's packets to the app. Write queues a
 // copy; a goroutine of the Delivery's own sends all that has queued in one
 // Send (sendmmsg, GSO on the mmsg dataplane). While it sends, the track's
 // reader goes on reading, so a burst (a video frame) leaves in a few
 // system calls instead of one per packet, and a lone packet waits only for
-// a goroutine switch.
+// a goroutine switch. A reader that outruns the goroutine (a burst pion
+// had buffered) sends batches itself, so the queue stays short.
 type Delivery struct {
 	out  Sender
 	dst  netip.AddrPort
 	pool *bufpool.Pool
 
-	mu      sync.Mutex
-	queue   [][]byte
-	closed  bool
-	wake    chan struct{} // capacity 1: work queued
-	done    chan struct{} // the goroutine has ended
-	dropped atomic.Uint64
+	mu     sync.Mutex // guards queue and closed
+	queue  [][]byte
+	closed bool
+
+	// sending is held across a swap of the queue and its Send, so
+	// batches leave in the order they queued.
+	sending sync.Mutex
+	batch   [][]byte // the batch being sent; under sending
+
+	wake chan struct{} // capacity 1: work queued
+	done chan struct{} // the goroutine has ended
 }
 
 // NewDelivery starts delivering to dst through out; copies come from pool,
 // whose buffers must hold the largest packet written.
 func NewDelivery(out Sender, dst netip.AddrPort, pool *bufpool.Pool) *Delivery {
-	d := &Delivery{out: out, dst: dst, pool: pool, queue: make([][]byte, 0, 64),
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	d := &Delivery{out: out, dst: dst, pool: pool, queue: make([][]byte, 0, flushAt),
+		batch: make([][]byte, 0, flushAt), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go d.run()
 	return d
 }
 
-// Write queues a copy of b; b is free again when Write returns. Packets
-// larger than the pool's buffers, and those beyond MaxQueued, are dropped.
+// Write queues a copy of b, which is free again when Write returns. b must
+// fit the pool's buffers; writes after Close are ignored.
 func (d *Delivery) Write(b []byte) {
-	if len(b) > d.pool.Size() {
-		d.dropped.Add(1)
-		return
-	}
 	buf := d.pool.Get()
 	buf = buf[:copy(buf, b)]
 	d.mu.Lock()
-	if d.closed || len(d.queue) >= MaxQueued {
+	if d.closed {
 		d.mu.Unlock()
 		d.pool.Put(buf)
-		d.dropped.Add(1)
 		return
 	}
 	d.queue = append(d.queue, buf)
+	n := len(d.queue)
 	d.mu.Unlock()
-	select {
-	case d.wake <- struct{}{}:
-	default: // already signalled
+	if n >= MaxQueued {
+		d.sending.Lock()
+	} else if n < flushAt || !d.sending.TryLock() {
+		select {
+		case d.wake <- struct{}{}:
+		default: // already signalled
+		}
+		return
 	}
+	d.send()
+	d.sending.Unlock()
 }
-
-// Dropped counts packets Write could not queue.
-func (d *Delivery) Dropped() uint64 { return d.dropped.Load() }
 
 // Close sends what is queued, stops the goroutine and waits for it.
 func (d *Delivery) Close() {
 	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		<-d.done
-		return
-	}
 	d.closed = true
 	d.mu.Unlock()
 	select {
@@ -93,20 +99,28 @@ func (d *Delivery) Close() {
 
 func (d *Delivery) run() {
 	defer close(d.done)
-	batch := make([][]byte, 0, 64)
 	for range d.wake {
-		d.mu.Lock()
-		batch, d.queue = d.queue, batch[:0]
-		closed := d.closed
-		d.mu.Unlock()
-		if len(batch) > 0 {
-			// A failed send is counted by the port (dataplane drops).
-			_, _ = d.out.Send(batch, d.dst)
-			d.pool.PutN(batch)
-			clear(batch)
-		}
+		d.sending.Lock()
+		closed := d.send()
+		d.sending.Unlock()
 		if closed {
 			return
 		}
 	}
+}
+
+// send takes what has queued and sends it; it reports whether the
+// Delivery is closed (nothing more will queue). d.sending is held.
+func (d *Delivery) send() (closed bool) {
+	d.mu.Lock()
+	d.batch, d.queue = d.queue, d.batch[:0]
+	closed = d.closed
+	d.mu.Unlock()
+	if len(d.batch) > 0 {
+		// A failed send is counted by the port (dataplane drops).
+		_, _ = d.out.Send(d.batch, d.dst)
+		d.pool.PutN(d.batch)
+		clear(d.batch)
+	}
+	return closed
 }
