@@ -294,9 +294,10 @@ func (mc *mediaConn) receiverRTCPLoop(r *webrtc.RTPReceiver, k *sendKind, dst ne
 }
 
 // rtpLoop delivers a remote track to the app's redirect with the payload
-// type the app asked for, and measures it with rx (RFC 3550 jitter and
-// loss, at the time the packet is read from pion). The buffer is the
-// loop's own; nothing allocates per packet, nothing locks.
+// type the app asked for, through a Delivery that batches the sends (its
+// copies come from bufs), and measures it with rx (RFC 3550 jitter and
+// loss, at the time the packet is read from pion). Nothing allocates per
+// packet.
 func rtpLoop(t *webrtc.TrackRemote, dst netip.AddrPort, pt int, egress dataplane.Port, bufs *bufpool.Pool, rx *rtpstats.Receiver) {
 	var out *mediarelay.Delivery
 	if dst.IsValid() {

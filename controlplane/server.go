@@ -27,7 +27,6 @@ import (
 	"github.com/gw-project/gw/metrics"
 )
 
-// Config is what the control plane is built from; cmd/gw fills it from flags.
 // ICENetwork makes the network of each PeerConnection's ICE agent and can
 // hold the writes on its sockets for a batch (udp.ICENet does both).
 type ICENetwork interface {
@@ -35,6 +34,7 @@ type ICENetwork interface {
 	mediarelay.Batcher
 }
 
+// Config is what the control plane is built from; cmd/gw fills it from flags.
 type Config struct {
 	// SignalingURL is the PeerJS WebSocket endpoint peers register at,
 	// e.g. ws://127.0.0.1:9000/peerjs.
