@@ -16,9 +16,8 @@ type Sender interface {
 // for the send under way and then sends the queue itself, so a stalled
 // send holds the track's reader back (pion buffers behind it) rather than
 // growing the queue. The pool keeps buffers after a burst, so the bound is
-// also what a stream can cost in memory; 512 packets is about a second of
-// a 4 Mbit/s camera.
-const MaxQueued = 512
+// also what a stream can cost in memory: two batches, about 200 KiB.
+const MaxQueued = 2 * flushAt
 
 // flushAt is a batch's worth: a writer that finds this many queued sends
 // them itself, unless a send is under way.
