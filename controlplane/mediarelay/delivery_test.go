@@ -97,14 +97,19 @@ func TestDeliveryOrderAndIntegrity(t *testing.T) {
 	r.d.Close() // again: no effect
 }
 
-// stalled blocks every Send until released.
+// stalled blocks every Send until released; entered hears of each Send.
 type stalled struct {
 	release chan struct{}
+	entered chan struct{}
 	mu      sync.Mutex
 	sent    int
 }
 
 func (s *stalled) Send(pkts [][]byte, _ netip.AddrPort) (int, error) {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
 	<-s.release
 	s.mu.Lock()
 	s.sent += len(pkts)
@@ -116,10 +121,10 @@ func (s *stalled) Send(pkts [][]byte, _ netip.AddrPort) (int, error) {
 // (the queue, and its memory, stay bounded), and nothing is lost: when it
 // resumes, everything goes, in order.
 func TestDeliveryStalledSenderHoldsTheWriter(t *testing.T) {
-	s := &stalled{release: make(chan struct{})}
+	s := &stalled{release: make(chan struct{}), entered: make(chan struct{}, 1)}
 	r := newDeliveryRig(t, s)
 	r.d.Write(numbered(0, 200))
-	time.Sleep(20 * time.Millisecond) // the goroutine now waits in Send with one packet
+	<-s.entered // the goroutine now waits in Send with one packet
 	const total = 1 + MaxQueued + 100
 	wrote := make(chan int, 1)
 	go func() {
