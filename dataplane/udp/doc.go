@@ -29,6 +29,10 @@
 //     receive queue was full rides along with received datagrams, and
 //     SO_MEMINFO is read on Stats; both give Stats.Drops[DropOverflow].
 //
+// With Config.BlockingRecv the worker waits inside recvmmsg instead
+// (FeatureBlockingRecv): cheaper at steady high rates, dearer for bursty
+// traffic (see the field).
+//
 // A setsockopt the kernel refuses just leaves the feature off; Stats.Features
 // says what a port uses.
 //
