@@ -52,7 +52,7 @@ func TestMediaScenarioSmoke(t *testing.T) {
 	}
 	want := []string{"gw/latency/paced", "baseline/latency/paced"}
 	for _, tr := range []string{"paced", "30 bursts/s"} {
-		for _, k := range []string{"gw/max", "gw/goal", "gw/compare", "baseline/max", "baseline/compare", "baseline-gcm128/compare"} {
+		for _, k := range []string{"gw/load", "baseline/load", "gw/max", "gw/goal", "gw/compare", "baseline/max", "baseline/compare", "baseline-gcm128/compare"} {
 			want = append(want, k+"/"+tr)
 		}
 	}
