@@ -14,7 +14,7 @@ import (
 )
 
 // ICENet is the network pion's ICE agents open their UDP sockets through:
-// the standard one, with two differences.
+// the standard one, with three differences.
 //
 // Its sockets get a receive buffer of sockBuf bytes, like the dataplane's
 // ports. With the kernel's default (about 200 KiB, some 90 datagrams of
@@ -29,17 +29,27 @@ import (
 // frame) costs the ICE socket a few system calls instead of one per
 // packet. Writes from other goroutines during a hold wait too, at most
 // until that Release. Off Linux, Hold does nothing.
+//
+// And on Linux its sockets read with UDP_GRO on: such a burst, sent with
+// GSO by a peer (another gw, say), arrives as one buffer, read with one
+// system call and handed to pion a datagram at a time; over loopback the
+// sender's kernel then does not split it either.
 type ICENet struct {
 	sockBuf int
 	holds   atomic.Int32
 	pool    *bufpool.Pool // queued datagrams' copies
+	rxPool  *bufpool.Pool // receive buffers (iceReceiver), nil if none
 	mu      sync.Mutex
 	dirty   []*iceConn // sockets with a queue since the last Release
 }
 
 // NewICENet makes the network; one serves every PeerConnection.
 func NewICENet(sockBuf int) *ICENet {
-	return &ICENet{sockBuf: sockBuf, pool: bufpool.New(dataplane.DefaultBufSize)}
+	n := &ICENet{sockBuf: sockBuf, pool: bufpool.New(dataplane.DefaultBufSize)}
+	if groBufSize > 0 {
+		n.rxPool = bufpool.New(groBufSize)
+	}
+	return n
 }
 
 // Net is the transport.Net for one ICE agent (pion's SettingEngine.SetNet).
@@ -111,8 +121,9 @@ func (n *iceNet) ListenPacket(network, address string) (net.PacketConn, error) {
 	return c, nil
 }
 
-// wrap grows c's receive buffer and puts the write queue in front of it.
-// stdnet hands out *net.UDPConn; anything else goes as it is.
+// wrap grows c's receive buffer, puts the write queue in front of it and
+// reads it coalesced where the kernel can. stdnet hands out *net.UDPConn;
+// anything else goes as it is.
 func (n *iceNet) wrap(c transport.UDPConn) transport.UDPConn {
 	u, ok := c.(*net.UDPConn)
 	if !ok {
@@ -127,6 +138,7 @@ func (n *iceNet) wrap(c transport.UDPConn) transport.UDPConn {
 	if err := ic.tx.setup(u, rc); err != nil {
 		return c
 	}
+	ic.rx.setup(rc, n.g.rxPool)
 	return ic
 }
 
@@ -135,11 +147,14 @@ const maxQueue = 64
 
 // iceConn is one ICE socket. Pion uses ReadFromAddrPort and
 // WriteToAddrPort where a connection has them (ice.AddrPortReaderWriter);
-// every write method goes through write, so nothing overtakes the queue.
+// every write method goes through write, so nothing overtakes the queue,
+// and the read methods pion's stack uses go through rx, so none skips a
+// datagram of a coalesced buffer.
 type iceConn struct {
 	*net.UDPConn
 	g  *ICENet
 	tx iceSender
+	rx iceReceiver
 
 	mu     sync.Mutex
 	bufs   [][]byte // queued datagrams (pool buffers)
@@ -149,7 +164,27 @@ type iceConn struct {
 }
 
 func (c *iceConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	return c.UDPConn.ReadFromUDPAddrPort(b)
+	return c.rx.read(c.UDPConn, b)
+}
+
+func (c *iceConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	return c.rx.read(c.UDPConn, b)
+}
+
+func (c *iceConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := c.ReadFromUDP(b)
+	if from == nil {
+		return n, nil, err // not a typed nil in the interface
+	}
+	return n, from, err
+}
+
+func (c *iceConn) ReadFromUDP(b []byte) (int, *net.UDPAddr, error) {
+	n, from, err := c.rx.read(c.UDPConn, b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
 }
 
 func (c *iceConn) WriteToAddrPort(b []byte, dst netip.AddrPort) (int, error) {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+
+	"github.com/gw-project/gw/dataplane/bufpool"
 )
 
 // Without sendmmsg there is nothing to gain from queueing.
@@ -23,3 +25,15 @@ func (s *iceSender) send(pkts [][]byte, dst netip.AddrPort) {
 		_, _ = s.c.WriteToUDPAddrPort(p, dst)
 	}
 }
+
+// iceReceiver reads straight from the socket.
+type iceReceiver struct{}
+
+func (r *iceReceiver) setup(syscall.RawConn, *bufpool.Pool) {}
+
+func (r *iceReceiver) read(c *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
+	return c.ReadFromUDPAddrPort(b)
+}
+
+// groBufSize: no receive buffers of its own here.
+const groBufSize = 0

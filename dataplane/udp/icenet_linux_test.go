@@ -1,0 +1,186 @@
+package udp
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// icePair is two ICE sockets of one ICENet, as gw A's and gw B's would be.
+type icePair struct {
+	g      *ICENet
+	tx, rx *iceConn
+	dst    netip.AddrPort
+}
+
+func newICEPair(t *testing.T) *icePair {
+	t.Helper()
+	g := NewICENet(4 << 20)
+	open := func() *iceConn {
+		n, err := g.Net()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := n.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*iceConn)
+	}
+	p := &icePair{g: g, tx: open(), rx: open()}
+	p.dst = p.rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	return p
+}
+
+// A burst written during a hold leaves with GSO and, with UDP_GRO on the
+// receiving socket, arrives coalesced; reads hand it out one datagram at a
+// time, intact, in order, from the sender's address, the short last one
+// of a run included. Datagrams sent one by one come as they are.
+func TestICEReceiveCoalesced(t *testing.T) {
+	p := newICEPair(t)
+	if !p.rx.rx.on {
+		t.Skip("no UDP_GRO on this kernel")
+	}
+	src := p.tx.LocalAddr().(*net.UDPAddr).AddrPort()
+	sizes := []int{}
+	for i := range 150 {
+		switch {
+		case i%50 == 49:
+			sizes = append(sizes, 300) // ends a run
+		default:
+			sizes = append(sizes, 1200)
+		}
+	}
+	p.g.Hold()
+	for i, size := range sizes {
+		if _, err := p.tx.WriteToAddrPort(icePacket(uint32(i), size), p.dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.g.Release()
+	// Then lone datagrams of other sizes.
+	for i := len(sizes); i < 155; i++ {
+		sizes = append(sizes, 100+i)
+		if _, err := p.tx.WriteToAddrPort(icePacket(uint32(i), 100+i), p.dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 8192)
+	_ = p.rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i, size := range sizes {
+		n, from, err := p.rx.ReadFromAddrPort(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if from != src {
+			t.Fatalf("datagram %d from %v, want %v", i, from, src)
+		}
+		if n != size || string(buf[:n]) != string(icePacket(uint32(i), size)) {
+			t.Fatalf("datagram %d: %d bytes (number %d), want %d bytes", i, n, binary.BigEndian.Uint32(buf), size)
+		}
+	}
+	t.Logf("gso %v coalesced %d", p.tx.tx.b.gso.Load(), p.rx.rx.coalesced.Load())
+	if p.tx.tx.b.gso.Load() && p.rx.rx.coalesced.Load() == 0 {
+		t.Error("a GSO burst over loopback to a UDP_GRO socket arrived uncoalesced")
+	}
+	if idle, all := p.g.rxPool.Idle(), p.g.rxPool.Allocated(); idle != all {
+		t.Errorf("%d of %d receive buffers held with nothing left to read", all-idle, all)
+	}
+}
+
+// Every read method goes through the same queue: none skips what is left
+// of a coalesced buffer. A buffer too small for a datagram gets its head,
+// as with a plain UDP read.
+func TestICEReceiveEveryMethod(t *testing.T) {
+	p := newICEPair(t)
+	const n = 60
+	p.g.Hold()
+	for i := range uint32(n) {
+		_, _ = p.tx.WriteToAddrPort(icePacket(i, 1000), p.dst)
+	}
+	p.g.Release()
+	_ = p.rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	for i := range uint32(n) {
+		var k int
+		var err error
+		switch i % 4 {
+		case 0:
+			k, _, err = p.rx.ReadFromAddrPort(buf)
+		case 1:
+			k, _, err = p.rx.ReadFromUDPAddrPort(buf)
+		case 2:
+			k, _, err = p.rx.ReadFrom(buf)
+		case 3:
+			k, _, err = p.rx.ReadFromUDP(buf[:10]) // too small
+			if err == nil && (k != 10 || binary.BigEndian.Uint32(buf) != i) {
+				t.Fatalf("short read of datagram %d: %d bytes, number %d", i, k, binary.BigEndian.Uint32(buf))
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if got := binary.BigEndian.Uint32(buf); k != 1000 || got != i {
+			t.Fatalf("datagram %d: %d bytes, number %d", i, k, got)
+		}
+	}
+}
+
+// Close ends a read that waits, with net.ErrClosed (pion's reader stops
+// quietly on it), and the buffer goes back.
+func TestICEReceiveClose(t *testing.T) {
+	p := newICEPair(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := p.rx.ReadFromAddrPort(make([]byte, 1500))
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	p.rx.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("read after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the read")
+	}
+	if p.g.rxPool != nil {
+		if idle, all := p.g.rxPool.Idle(), p.g.rxPool.Allocated(); idle != all {
+			t.Errorf("%d of %d receive buffers not returned", all-idle, all)
+		}
+	}
+}
+
+// Reading allocates nothing, coalesced or not.
+func TestICEReceiveDoesNotAllocate(t *testing.T) {
+	p := newICEPair(t)
+	buf := make([]byte, 2048)
+	pkt := icePacket(1, 1200)
+	burst := func() {
+		p.g.Hold()
+		for range 8 {
+			_, _ = p.tx.WriteToAddrPort(pkt, p.dst)
+		}
+		p.g.Release()
+		for range 8 {
+			_, _, _ = p.rx.ReadFromAddrPort(buf)
+		}
+	}
+	burst()
+	if a := testing.AllocsPerRun(100, burst); a != 0 {
+		t.Errorf("%v allocations per burst sent and read", a)
+	}
+	lone := func() {
+		_, _ = p.tx.WriteToAddrPort(pkt, p.dst)
+		_, _, _ = p.rx.ReadFromAddrPort(buf)
+	}
+	if a := testing.AllocsPerRun(100, lone); a != 0 {
+		t.Errorf("%v allocations per datagram sent and read", a)
+	}
+}
