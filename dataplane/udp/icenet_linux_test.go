@@ -19,18 +19,7 @@ type icePair struct {
 func newICEPair(t *testing.T) *icePair {
 	t.Helper()
 	g := NewICENet(4 << 20)
-	open := func() *iceConn {
-		n, err := g.Net()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := n.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c.(*iceConn)
-	}
+	open := func() *iceConn { return openICE(t, g).(*iceConn) }
 	p := &icePair{g: g, tx: open(), rx: open()}
 	p.dst = p.rx.LocalAddr().(*net.UDPAddr).AddrPort()
 	return p

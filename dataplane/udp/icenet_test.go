@@ -61,6 +61,20 @@ type iceRig struct {
 func newICERig(t *testing.T) *iceRig {
 	t.Helper()
 	g := NewICENet(4 << 20)
+	c := openICE(t, g)
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = rx.SetReadBuffer(4 << 20)
+	t.Cleanup(func() { rx.Close() })
+	return &iceRig{g: g, conn: c, rx: rx, dst: rx.LocalAddr().(*net.UDPAddr).AddrPort()}
+}
+
+// openICE opens a loopback socket the way an ICE agent of g would; the
+// test closes it.
+func openICE(t *testing.T, g *ICENet) transport.UDPConn {
+	t.Helper()
 	n, err := g.Net()
 	if err != nil {
 		t.Fatal(err)
@@ -69,13 +83,8 @@ func newICERig(t *testing.T) *iceRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = rx.SetReadBuffer(4 << 20)
-	t.Cleanup(func() { c.Close(); rx.Close() })
-	return &iceRig{g: g, conn: c, rx: rx, dst: rx.LocalAddr().(*net.UDPAddr).AddrPort()}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // packet is datagram number i of size bytes.
