@@ -70,10 +70,12 @@ func (s *Server) newMediaPC(mc *mediaConn, video, audio []mediarelay.Codec) (*we
 }
 
 // nackHistory is how many sent packets of each stream gw keeps to answer
-// NACKs: 512 is 2.5 s of a 2 Mbit/s camera and half a second at 1,000
-// packets/s, more than a retransmission can still be useful for, at half
-// the memory of pion's default (1024 copies of up to an MTU per stream).
-const nackHistory = 512
+// NACKs. Each is a copy in an MTU-sized buffer, so it is the largest memory
+// cost of a sending stream: 256 take about 400 KB. That is over a second
+// of a 2 Mbit/s camera and 0.3 s at 8 Mbit/s (1200-byte packets); a
+// retransmission that comes later than that misses its frame anyway.
+// Pion's default is 1024.
+const nackHistory = 256
 
 func capability(c mediarelay.Codec) webrtc.RTPCodecCapability {
 	return webrtc.RTPCodecCapability{MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: c.Fmtp}
