@@ -10,11 +10,18 @@
 // written one at a time (WriteToUDPAddrPort). It is the baseline.
 //
 // "mmsg" (Linux) reads with recvmmsg and writes with sendmmsg, issued
-// directly (unix.Syscall6 over preallocated unix.Mmsghdr, iovec, sockaddr and
-// control arrays) inside syscall.RawConn Read/Write callbacks, so that the Go
-// netpoller parks the worker when the socket is empty and Close wakes it, and
-// nothing allocates per packet (x/net's ReadBatch allocates a source address
-// per datagram). On top of that, where the kernel has them:
+// directly (unix.RawSyscall6 over preallocated unix.Mmsghdr, iovec, sockaddr
+// and control arrays) inside syscall.RawConn Read/Write callbacks, so that
+// the Go netpoller parks the worker when the socket is empty and Close wakes
+// it, and nothing allocates per packet (x/net's ReadBatch allocates a source
+// address per datagram). The calls cannot block (MSG_DONTWAIT: a full or
+// empty socket answers EAGAIN, and the netpoller waits), so they go in as
+// raw system calls: the goroutine keeps its P. Through the runtime's
+// syscall entry instead, a sendmmsg that takes tens of microseconds (a GSO
+// batch that loopback delivers in the same call) gets its P handed to
+// another thread by sysmon, and the thread wake-ups that follow cost more
+// than the call. Only the opt-in blocking receive (below) waits in the
+// kernel, through the runtime. On top of that, where the kernel has them:
 //
 //   - UDP GSO on send: consecutive datagrams of Send of equal size (the last
 //     may be shorter) go out as one message with a UDP_SEGMENT control

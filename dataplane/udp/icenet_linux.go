@@ -95,7 +95,8 @@ func (r *iceReceiver) setup(rc syscall.RawConn, pool *bufpool.Pool) {
 		r.hdr.SetControllen(len(r.ctrl) * 8)
 		r.hdr.Flags = 0
 		for {
-			n, _, e := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.hdr)), unix.MSG_DONTWAIT)
+			// Raw, as the dataplane's: it cannot block.
+			n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.hdr)), unix.MSG_DONTWAIT)
 			switch e {
 			case 0:
 				r.n, r.rerr = int(n), 0

@@ -197,7 +197,8 @@ func (p *mmsgPort) setupRecv(pl *plane, gro bool) {
 func (p *mmsgPort) readPolled() func(fd uintptr) bool {
 	return func(fd uintptr) bool {
 		for {
-			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&p.hdrs[0])),
+			// Raw: with MSG_DONTWAIT it cannot block (package doc).
+			r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&p.hdrs[0])),
 				uintptr(len(p.hdrs)), unix.MSG_DONTWAIT, 0, 0)
 			p.rcalls++
 			switch e {

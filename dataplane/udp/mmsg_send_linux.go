@@ -77,8 +77,9 @@ func newSendState() *sendState {
 	}
 	s.writeFn = func(fd uintptr) bool {
 		for {
-			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[s.off])),
-				uintptr(s.cnt), 0, 0, 0)
+			// Raw: with MSG_DONTWAIT it cannot block (package doc).
+			r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[s.off])),
+				uintptr(s.cnt), unix.MSG_DONTWAIT, 0, 0)
 			s.calls++
 			switch e {
 			case unix.EINTR:
