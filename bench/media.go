@@ -62,7 +62,7 @@ var mediaFlags = struct {
 	latWindow: flag.Duration("media.latency-window", 0, "length of the latency window (default: -duration)"),
 	steps:     flag.Int("media.steps", 7, "rate-search trials per system and stream count"),
 	latRate:   flag.Float64("media.latency-rate", 1000, "packets/s (all streams) of the latency measurement"),
-	goalRate:  flag.Float64("media.goal-rate", 10000, "packets/s through one stream that must pass without loss"),
+	goalRate:  flag.Float64("media.goal-rate", 10000, "packets/s through one stream that must pass without loss; also the rate of the memory (load) point over all streams (0: neither)"),
 	startRate: flag.Float64("media.start-rate", 4000, "first rate the search tries (packets/s, all streams)"),
 	maxRate:   flag.Float64("media.max-rate", 400000, "the search never offers more (packets/s)"),
 	frames:    flag.String("media.frames", "0,30", "traffic patterns: bursts per second, like a camera's frames; 0 spreads packets evenly"),
