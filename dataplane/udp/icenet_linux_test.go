@@ -173,3 +173,29 @@ func TestICEReceiveDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per datagram sent and read", a)
 	}
 }
+
+// A read deadline ends a waiting read with a timeout (pion's STUN
+// gathering reads this way), and the socket reads on afterwards.
+func TestICEReceiveDeadline(t *testing.T) {
+	p := newICEPair(t)
+	_ = p.rx.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, 1500)
+	_, _, err := p.rx.ReadFromAddrPort(buf)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read past its deadline: %v, want a timeout", err)
+	}
+	_ = p.rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := p.tx.WriteToAddrPort(icePacket(7, 500), p.dst); err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := p.rx.ReadFromAddrPort(buf)
+	if err != nil || n != 500 || binary.BigEndian.Uint32(buf) != 7 {
+		t.Fatalf("read after a timeout: %d bytes, %v", n, err)
+	}
+	if p.g.rxPool != nil {
+		if idle, all := p.g.rxPool.Idle(), p.g.rxPool.Allocated(); idle != all {
+			t.Errorf("%d of %d receive buffers held", all-idle, all)
+		}
+	}
+}
