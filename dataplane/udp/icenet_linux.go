@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -66,6 +67,9 @@ type iceReceiver struct {
 	iov  unix.Iovec
 	name unix.RawSockaddrInet6
 	ctrl [4]uint64 // a UDP_GRO control message, cmsghdr-aligned
+	// zones names interface indexes for link-local sources: pion matches
+	// them to candidates with the zone, as the net package gives it.
+	zones map[uint32]string
 
 	coalesced atomic.Uint64 // buffers that held more than one datagram (tests)
 }
@@ -140,6 +144,9 @@ func (r *iceReceiver) read(c *net.UDPConn, b []byte) (int, netip.AddrPort, error
 			return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.NewSyscallError("recvmsg", r.rerr)}
 		}
 		r.from = decodeSockaddr(&r.name)
+		if r.name.Family == unix.AF_INET6 && r.name.Scope_id != 0 && r.from.Addr().Is6() {
+			r.from = netip.AddrPortFrom(r.from.Addr().WithZone(r.zone(r.name.Scope_id)), r.from.Port())
+		}
 		r.seg = r.n
 		if g := groSize(r.ctrl[:], int(r.hdr.Controllen)); g > 0 && g < r.n {
 			r.seg = g
@@ -154,6 +161,23 @@ func (r *iceReceiver) read(c *net.UDPConn, b []byte) (int, netip.AddrPort, error
 		r.drop()
 	}
 	return k, from, nil
+}
+
+// zone is the name of interface i, as the net package would give it in a
+// source address (the number if the interface is gone). r.mu is held.
+func (r *iceReceiver) zone(i uint32) string {
+	if z, ok := r.zones[i]; ok {
+		return z
+	}
+	z := strconv.FormatUint(uint64(i), 10)
+	if ifi, err := net.InterfaceByIndex(int(i)); err == nil {
+		z = ifi.Name
+	}
+	if r.zones == nil {
+		r.zones = map[uint32]string{}
+	}
+	r.zones[i] = z
+	return z
 }
 
 // groSize is the segment size in a UDP_GRO control message, or 0.

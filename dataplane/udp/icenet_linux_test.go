@@ -199,3 +199,52 @@ func TestICEReceiveDeadline(t *testing.T) {
 		}
 	}
 }
+
+// A datagram from a link-local IPv6 address comes with its interface as
+// the zone, as the net package gives it: pion matches link-local
+// candidates with the zone.
+func TestICEReceiveLinkLocalZone(t *testing.T) {
+	var ip net.IP
+	var name string
+	ifs, _ := net.Interfaces()
+	for _, ifi := range ifs {
+		addrs, _ := ifi.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() == nil && n.IP.IsLinkLocalUnicast() && ifi.Flags&net.FlagUp != 0 {
+				ip, name = n.IP, ifi.Name
+			}
+		}
+	}
+	if ip == nil {
+		t.Skip("no interface with a link-local IPv6 address")
+	}
+	g := NewICENet(1 << 20)
+	n, err := g.Net()
+	if err != nil {
+		t.Fatal(err)
+	}
+	laddr := &net.UDPAddr{IP: ip, Zone: name}
+	c, err := n.ListenUDP("udp6", laddr)
+	if err != nil {
+		t.Skip("cannot bind", laddr, err)
+	}
+	defer c.Close()
+	rx := c.(*iceConn)
+	tx, err := net.ListenUDP("udp6", laddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if _, err := tx.WriteToUDP(icePacket(3, 200), rx.LocalAddr().(*net.UDPAddr)); err != nil {
+		t.Skip("cannot send over", name, err)
+	}
+	_ = rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1500)
+	k, from, err := rx.ReadFromAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := tx.LocalAddr().(*net.UDPAddr).AddrPort(); from != want || k != 200 {
+		t.Errorf("from %v (%d bytes), want %v", from, k, want)
+	}
+}
