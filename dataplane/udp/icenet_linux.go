@@ -143,10 +143,7 @@ func (r *iceReceiver) read(c *net.UDPConn, b []byte) (int, netip.AddrPort, error
 		if r.rerr != 0 {
 			return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.NewSyscallError("recvmsg", r.rerr)}
 		}
-		r.from = decodeSockaddr(&r.name)
-		if r.name.Family == unix.AF_INET6 && r.name.Scope_id != 0 && r.from.Addr().Is6() {
-			r.from = netip.AddrPortFrom(r.from.Addr().WithZone(r.zone(r.name.Scope_id)), r.from.Port())
-		}
+		r.from = r.source()
 		r.seg = r.n
 		if g := groSize(r.ctrl[:], int(r.hdr.Controllen)); g > 0 && g < r.n {
 			r.seg = g
@@ -161,6 +158,20 @@ func (r *iceReceiver) read(c *net.UDPConn, b []byte) (int, netip.AddrPort, error
 		r.drop()
 	}
 	return k, from, nil
+}
+
+// source is where the last datagram came from, in the form the net
+// package's ReadFromUDPAddrPort gives: IPv6 sources keep their zone, and
+// IPv4-mapped ones stay mapped (unlike the dataplane's decodeSockaddr).
+func (r *iceReceiver) source() netip.AddrPort {
+	if r.name.Family != unix.AF_INET6 {
+		return decodeSockaddr(&r.name)
+	}
+	a := netip.AddrFrom16(r.name.Addr)
+	if r.name.Scope_id != 0 {
+		a = a.WithZone(r.zone(r.name.Scope_id))
+	}
+	return netip.AddrPortFrom(a, ntohs(r.name.Port))
 }
 
 // zone is the name of interface i, as the net package would give it in a

@@ -248,3 +248,43 @@ func TestICEReceiveLinkLocalZone(t *testing.T) {
 		t.Errorf("from %v (%d bytes), want %v", from, k, want)
 	}
 }
+
+// On a dual-stack socket an IPv4 source comes in the form the net package
+// gives (IPv4-mapped), as pion saw it before GRO reads.
+func TestICEReceiveMappedSourceAsNetGivesIt(t *testing.T) {
+	g := NewICENet(1 << 20)
+	n, err := g.Net()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := n.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6unspecified})
+	if err != nil {
+		t.Skip("no dual-stack socket:", err)
+	}
+	defer c.Close()
+	plain, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6unspecified})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	tx := sender(t)
+	port := func(a net.Addr) int { return a.(*net.UDPAddr).Port }
+	buf := make([]byte, 1500)
+	var got [2]netip.AddrPort
+	for i, rx := range []interface {
+		ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error)
+		SetReadDeadline(time.Time) error
+		LocalAddr() net.Addr
+	}{c.(*iceConn), plain} {
+		if _, err := tx.WriteToUDP(icePacket(1, 100), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port(rx.LocalAddr())}); err != nil {
+			t.Fatal(err)
+		}
+		_ = rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, got[i], err = rx.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got[0] != got[1] {
+		t.Errorf("ICE socket: source %v; the net package gives %v", got[0], got[1])
+	}
+}
