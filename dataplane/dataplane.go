@@ -210,10 +210,10 @@ const (
 	FeatureRxqOvfl                        // kernel drop counter (SO_RXQ_OVFL / SO_MEMINFO)
 	FeaturePinned                         // receive worker pinned to a CPU
 	// FeatureBlockingRecv: the receive worker waits for datagrams inside
-	// recvmmsg, in the kernel, rather than parked in the Go netpoller. A
-	// locked worker that parks costs two thread hand-offs per wake-up (the
-	// netpoller's thread readies it, then must hand its P to the locked
-	// thread); blocking in the kernel, the thread is woken directly.
+	// recvmmsg, in the kernel, rather than parked in the Go netpoller,
+	// which readies it on whichever thread polls (and a pinned, locked
+	// worker then costs a hand-off of the P to its own thread); blocking in
+	// the kernel, the worker's thread is woken directly.
 	FeatureBlockingRecv
 	numFeatures = iota
 )

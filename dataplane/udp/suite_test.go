@@ -515,26 +515,6 @@ func TestDataplaneClose(t *testing.T) {
 	})
 }
 
-// TestPinned pins the worker to CPU 0.
-func TestPinned(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("CPU affinity is Linux only")
-	}
-	forEachImpl(t, func(t *testing.T, name string) {
-		dp := newDP(t, name, 2, func(c *dataplane.Config) { c.CPUs = []int{0} })
-		p := openPort(t, dp)
-		c := &checker{}
-		p.SetSink(c)
-		s := sender(t)
-		_, _ = s.WriteToUDPAddrPort(packet(make([]byte, 50), 0), p.LocalAddr())
-		waitFor(t, "a datagram", func() bool { return c.got.Load() == 1 })
-		if f := p.Stats().Features; f&dataplane.FeaturePinned == 0 {
-			t.Errorf("features %v: not pinned", f)
-		}
-		c.check(t)
-	})
-}
-
 // TestDualStack binds the IPv6 unspecified address and talks IPv4 to it:
 // sources arrive as plain IPv4 and replies go back.
 func TestDualStack(t *testing.T) {
