@@ -131,18 +131,8 @@ type Config struct {
 	// frame) while the worker is descheduled. The kernel caps it at
 	// net.core.rmem_max unless the process may override that.
 	SockBuf int
-	// BlockingRecv makes receive workers wait for datagrams inside the
-	// receive call where the implementation can (FeatureBlockingRecv,
-	// --dataplane-blocking-recv). It pays for steady high packet rates
-	// and costs for bursty ones, such as a camera's frames: a thread that
-	// sits in a system call for milliseconds keeps the Go runtime's
-	// monitor thread polling every 20 µs. Measured on the app-facing gw of
-	// the bench's media relay, 2-core VM: 17% less CPU per packet at
-	// 12,000 packets/s evenly spaced, more than twice as much at 1,000
-	// packets/s in 30 bursts a second. Off by default.
-	BlockingRecv bool
 	// Disable lists kernel features not to use even where the kernel has
-	// them (FeatureGSO, FeatureGRO, FeatureRxqOvfl, FeatureBlockingRecv):
+	// them (FeatureGSO, FeatureGRO, FeatureRxqOvfl):
 	// for troubleshooting, and for measuring what each one buys.
 	Disable Features
 }
@@ -182,7 +172,7 @@ var BatchBuckets = [...]int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
 // dropped (Drops) is not in them. A datagram the kernel coalesced (GRO) counts
 // as the datagrams it carries. RxSyscalls and TxSyscalls count system calls
 // (for batched receive, also the call that finds the socket empty before the
-// worker waits, unless it waits inside the call: FeatureBlockingRecv).
+// worker waits).
 // BatchHist counts receive calls by how many datagrams each
 // returned; a call returning more than the last bound counts in the last
 // bucket.
@@ -209,16 +199,10 @@ const (
 	FeatureGRO                            // UDP_GRO on receive
 	FeatureRxqOvfl                        // kernel drop counter (SO_RXQ_OVFL / SO_MEMINFO)
 	FeaturePinned                         // receive worker pinned to a CPU
-	// FeatureBlockingRecv: the receive worker waits for datagrams inside
-	// recvmmsg, in the kernel, rather than parked in the Go netpoller,
-	// which readies it on whichever thread polls (and a pinned, locked
-	// worker then costs a hand-off of the P to its own thread); blocking in
-	// the kernel, the worker's thread is woken directly.
-	FeatureBlockingRecv
-	numFeatures = iota
+	numFeatures      = iota
 )
 
-var featureNames = [numFeatures]string{"recvmmsg", "sendmmsg", "gso", "gro", "rxq_ovfl", "pinned", "blocking_recv"}
+var featureNames = [numFeatures]string{"recvmmsg", "sendmmsg", "gso", "gro", "rxq_ovfl", "pinned"}
 
 // String lists the features, comma separated ("-" for none).
 func (f Features) String() string {

@@ -49,7 +49,6 @@ type options struct {
 	icePolicy       string
 	dataplane       string
 	dataplaneCPUs   string
-	blockingRecv    bool
 	shutdownTimeout time.Duration
 	pprofAddr       string
 	metricsAddr     string
@@ -71,7 +70,6 @@ func gatewayFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.icePolicy, "ice-transport-policy", controlplane.ICETransportPolicyAll, "all, or relay: peers created with turn: true send all WebRTC traffic through the TURN servers of --ice-server")
 	fs.StringVar(&o.dataplane, "dataplane", dataplane.DefaultName(), "dataplane implementation: "+strings.Join(dataplane.Names(), ", "))
 	fs.StringVar(&o.dataplaneCPUs, "dataplane-cpus", "", "CPUs dataplane workers are pinned to, e.g. 0,2-3 (default: not pinned)")
-	fs.BoolVar(&o.blockingRecv, "dataplane-blocking-recv", false, "mmsg: workers wait for datagrams inside recvmmsg; cheaper for steady high packet rates, dearer for bursty video")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for peers to close")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's profiles (net/http/pprof) at http://ADDR/debug/pprof/, for profiling gw (default: off)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve GET /metrics on this address (default: only on the API listener)")
@@ -229,7 +227,7 @@ func runGateway(o options, log *slog.Logger) error {
 	}
 	defer ms.close(context.Background()) // on the error paths below
 
-	dp, err := dataplane.New(o.dataplane, dataplane.Config{Addr: mediaIP, PortMin: lo, PortMax: hi, CPUs: cpus, BlockingRecv: o.blockingRecv})
+	dp, err := dataplane.New(o.dataplane, dataplane.Config{Addr: mediaIP, PortMin: lo, PortMax: hi, CPUs: cpus})
 	if err != nil {
 		return err
 	}

@@ -71,8 +71,6 @@ type base struct {
 	// release frees the implementation's resources (buffers, mappings); it
 	// runs once, after the worker has exited.
 	release func()
-	// wake, if set, wakes a worker waiting in the kernel, for Close.
-	wake func()
 }
 
 func (b *base) init(pl *plane, num int, conn *net.UDPConn, egress bool) error {
@@ -187,9 +185,6 @@ func (b *base) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
 		b.closing.Store(true)
-		if b.wake != nil {
-			b.wake()
-		}
 		err = b.conn.Close()
 		if b.egress {
 			b.finish()

@@ -20,8 +20,7 @@
 // syscall entry instead, a sendmmsg that takes tens of microseconds (a GSO
 // batch that loopback delivers in the same call) gets its P handed to
 // another thread by sysmon, and the thread wake-ups that follow cost more
-// than the call. Only the opt-in blocking receive (below) waits in the
-// kernel, through the runtime. On top of that, where the kernel has them:
+// than the call. On top of that, where the kernel has them:
 //
 //   - UDP GSO on send: consecutive datagrams of Send of equal size (the last
 //     may be shorter) go out as one message with a UDP_SEGMENT control
@@ -35,10 +34,6 @@
 //   - SO_RXQ_OVFL: the kernel's count of datagrams it dropped because the
 //     receive queue was full rides along with received datagrams, and
 //     SO_MEMINFO is read on Stats; both give Stats.Drops[DropOverflow].
-//
-// With Config.BlockingRecv the worker waits inside recvmmsg instead
-// (FeatureBlockingRecv): cheaper at steady high rates, dearer for bursty
-// traffic (see the field).
 //
 // A setsockopt the kernel refuses just leaves the feature off; Stats.Features
 // says what a port uses.

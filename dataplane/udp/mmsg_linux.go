@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -45,7 +44,6 @@ type mmsgPort struct {
 	stride  int    // bytes per slot in spill: BufSize prefix + groSpill
 	pkts    []dataplane.Packet
 	readFn  func(fd uintptr) bool
-	block   bool          // the worker waits in recvmmsg (FeatureBlockingRecv)
 	rn      int           // readFn result: messages read
 	rerr    syscall.Errno // readFn result: error
 	rcalls  uint64        // recvmmsg calls since last counted
@@ -65,7 +63,7 @@ func listenMmsg(pl *plane, num int, egress bool) (port, error) {
 	}
 	p.addFeature(dataplane.FeatureBatchSend)
 	off := pl.cfg.Disable
-	var gso, gro, ovfl, block bool
+	var gso, gro, ovfl bool
 	var family int
 	var domErr error
 	err = p.rc.Control(func(fd uintptr) {
@@ -83,9 +81,6 @@ func listenMmsg(pl *plane, num int, egress bool) (port, error) {
 		}
 		if off&dataplane.FeatureRxqOvfl == 0 {
 			ovfl = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1) == nil
-		}
-		if pl.cfg.BlockingRecv && off&dataplane.FeatureBlockingRecv == 0 {
-			block = makeBlocking(s)
 		}
 	})
 	if err == nil {
@@ -106,11 +101,6 @@ func listenMmsg(pl *plane, num int, egress bool) (port, error) {
 	p.addFeature(dataplane.FeatureBatchRecv)
 	if ovfl {
 		p.addFeature(dataplane.FeatureRxqOvfl)
-	}
-	if block {
-		p.block = true
-		p.addFeature(dataplane.FeatureBlockingRecv)
-		p.wake = p.shutdownRead
 	}
 	if gro {
 		if !p.mapSpill(pl.cfg.BatchSize) {
@@ -174,11 +164,7 @@ func (p *mmsgPort) setupRecv(pl *plane, gro bool) {
 	p.pkts = make([]dataplane.Packet, 0, n)
 	// Created once: handing a method value or a fresh closure to
 	// RawConn.Read on every call would allocate.
-	if p.block {
-		p.readFn = p.readBlocking()
-	} else {
-		p.readFn = p.readPolled()
-	}
+	p.readFn = p.readPolled()
 	p.release = func() {
 		pl.pool.PutN(p.bufs)
 		for i := range p.iovs {
@@ -217,56 +203,6 @@ func (p *mmsgPort) readPolled() func(fd uintptr) bool {
 	}
 }
 
-// blockTimeout bounds each wait of a blocking worker (SO_RCVTIMEO), so
-// that it looks at whether its port is closing at least that often even if
-// the wake-up on Close (shutdown) were missed.
-var blockTimeout = 250 * time.Millisecond // a variable for the tests
-
-// makeBlocking puts a port's socket in blocking mode with a receive
-// timeout. The socket stays registered with the netpoller, which then
-// never reports it: sends on a blocking socket wait in the kernel too (on
-// loopback and for UDP in general they hardly ever wait).
-func makeBlocking(fd int) bool {
-	tv := unix.NsecToTimeval(int64(blockTimeout))
-	if unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv) != nil {
-		return false
-	}
-	return unix.SetNonblock(fd, false) == nil
-}
-
-// readBlocking is the read function of a worker that waits in the kernel:
-// recvmmsg returns when at least one datagram is there (MSG_WAITFORONE:
-// then it takes what else is queued without waiting), when the receive
-// timeout expires (EAGAIN, returned to the loop) or when Close shuts the
-// socket down for reading. It always returns true, so the worker never
-// parks in the netpoller; it holds the socket's read lock while it waits,
-// which is why Close wakes it before closing the socket.
-func (p *mmsgPort) readBlocking() func(fd uintptr) bool {
-	return func(fd uintptr) bool {
-		for {
-			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&p.hdrs[0])),
-				uintptr(len(p.hdrs)), unix.MSG_WAITFORONE, 0, 0)
-			p.rcalls++
-			switch {
-			case e == 0:
-				p.rn, p.rerr = int(r), 0
-			case e == unix.EINTR && !p.closing.Load():
-				continue
-			default:
-				p.rn, p.rerr = 0, e
-			}
-			return true
-		}
-	}
-}
-
-// shutdownRead wakes a worker waiting in recvmmsg: after shutdown(SHUT_RD)
-// the kernel answers every receive at once. (On an unconnected UDP socket
-// shutdown reports ENOTCONN, yet marks the socket and wakes its waiters.)
-func (p *mmsgPort) shutdownRead() {
-	_ = p.rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RD) })
-}
-
 func (p *mmsgPort) start() { p.startWorker(p.loop) }
 
 func (p *mmsgPort) loop() {
@@ -279,11 +215,6 @@ func (p *mmsgPort) loop() {
 		}
 		if p.closing.Load() {
 			return // woken by Close: what the wake returned is not traffic
-		}
-		if p.rerr == unix.EAGAIN && p.block {
-			p.c.rxCalls.Add(p.rcalls) // the receive timeout: nothing came
-			p.rcalls = 0
-			continue
 		}
 		if p.rerr != 0 {
 			if p.readFailed(p.rerr) {
