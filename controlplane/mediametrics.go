@@ -22,10 +22,11 @@ import (
 //
 // Where each figure comes from:
 //
-//   - inbound streams (the remote's track, to the app): jitter, packets lost
-//     and fraction lost from an rtpstats.Receiver that rtpLoop feeds, on the
-//     goroutine that reads the track; packets, bytes, NACK/PLI/FIR sent from
-//     pion's stats interceptor (InboundRTPStreamStats); RTT from RTCP XR
+//   - inbound streams (the remote's track, to the app): packets, bytes,
+//     jitter, packets lost and fraction lost from an rtpstats.Receiver that
+//     rtpLoop feeds, on the goroutine that reads the track (packets and
+//     bytes live, from Counts); NACK/PLI/FIR sent from pion's stats
+//     interceptor (InboundRTPStreamStats); RTT from RTCP XR
 //     DLRR if the remote sends it, else the selected ICE candidate pair's.
 //     No retransmission count: without RTX a resent packet looks like a
 //     late one (webrtc-stats then omits retransmittedPacketsReceived).
@@ -40,6 +41,9 @@ import (
 //     rtpstats.Receiver on its fan-out sink (mediarelay.Fanout). There is
 //     one per media port, so every connection the port feeds shows the
 //     same app-leg figures on its outbound series.
+//
+// pion's stats interceptor sees RTCP only (rtcpStats, in mediapc.go): what
+// it would count of the RTP, gw counts already.
 //
 // The estimators publish at most once a second of packet arrival time; the
 // fleet histograms get one sample per stream per second from observeLoop.
@@ -95,7 +99,7 @@ func (mc *mediaConn) collect() []mediaStream {
 		if r := in[k]; r.rx != nil && r.ssrc != 0 {
 			s := mediaStream{ssrc: r.ssrc, rx: r.rx.Snapshot()}
 			s.StreamStats = metrics.StreamStats{Peer: mc.p.id, RemotePeer: mc.remote, Connection: mc.id, Kind: kind, Direction: metrics.DirInbound}
-			s.Packets, s.Bytes = s.rx.Packets, s.rx.Bytes
+			s.Packets, s.Bytes = r.rx.Counts()
 			s.SetReceived(s.rx)
 			if getter != nil {
 				s.SetPion(getter.Get(r.ssrc))

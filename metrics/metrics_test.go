@@ -445,17 +445,21 @@ func TestSetPion(t *testing.T) {
 	p.OutboundRTPStreamStats.PacketsSent, p.OutboundRTPStreamStats.BytesSent = 20, 2000
 	p.OutboundRTPStreamStats.FIRCount = 3
 
-	in := StreamStats{Direction: DirInbound, Jitter: 0.01}
+	in := StreamStats{Direction: DirInbound, Jitter: 0.01, Packets: 7, Bytes: 700}
 	in.SetPion(&p)
-	if in.Packets != 10 || in.Bytes != 1000 || in.NACKCount != 4 || in.PLICount != 1 || in.Jitter != 0.01 || in.HasRTT || in.HasRemote {
+	if in.Packets != 7 || in.Bytes != 700 || in.NACKCount != 4 || in.PLICount != 1 || in.Jitter != 0.01 || in.HasRTT || in.HasRemote {
 		t.Errorf("inbound %+v", in)
 	}
-	out := StreamStats{Direction: DirOutbound}
+	out := StreamStats{Direction: DirOutbound, Packets: 8, Bytes: 800}
 	out.SetPion(&p)
-	if out.Packets != 20 || out.Bytes != 2000 || out.FIRCount != 3 || out.HasRemote || out.HasRTT {
+	if out.Packets != 8 || out.Bytes != 800 || out.FIRCount != 3 || out.HasRemote || out.HasRTT {
 		t.Errorf("outbound before any report %+v", out)
 	}
-	p.RemoteInboundRTPStreamStats.PacketsReceived = 15
+	p.RemoteInboundRTPStreamStats.FractionLost = 0.25
+	out.SetPion(&p)
+	if !out.HasRemote || out.RemotePacketsLost != 0 || out.HasRTT {
+		t.Errorf("outbound after a report of loss alone %+v", out)
+	}
 	p.RemoteInboundRTPStreamStats.PacketsLost = 1<<24 - 2 // -2 in the RR's 24 bits
 	p.RemoteInboundRTPStreamStats.Jitter = 0.003
 	p.RemoteInboundRTPStreamStats.FractionLost = 0.25

@@ -80,12 +80,13 @@ func (s *StreamStats) SetReceived(snap rtpstats.Snapshot) {
 	s.Jitter, s.PacketsLost, s.FractionLost = snap.Jitter, snap.Lost, snap.FractionLost
 }
 
-// SetPion fills what pion's stats interceptor knows of the stream (its
-// Getter.Get(ssrc)): packets, bytes and feedback counts for the stream's
+// SetPion fills what pion's stats interceptor learns from RTCP of the
+// stream (its Getter.Get(ssrc)): feedback counts for the stream's
 // direction; for outbound streams the remote's reports and their RTT; for
-// inbound ones the RTT of RTCP XR DLRR, when the remote sends it. It leaves
-// the figures gw measures itself alone: pion's inbound jitter takes a
-// second difference of the delay and reads high, so use SetReceived.
+// inbound ones the RTT of RTCP XR DLRR, when the remote sends it. Packets
+// and bytes, and the figures of SetReceived, are gw's own: it counts them
+// on its packet paths, so the interceptor need not see the RTP (and pion's
+// inbound jitter takes a second difference of the delay and reads high).
 func (s *StreamStats) SetPion(p *stats.Stats) {
 	if p == nil {
 		return
@@ -93,19 +94,18 @@ func (s *StreamStats) SetPion(p *stats.Stats) {
 	switch s.Direction {
 	case DirInbound:
 		in := &p.InboundRTPStreamStats
-		s.Packets, s.Bytes = in.PacketsReceived, in.BytesReceived
 		s.NACKCount, s.PLICount, s.FIRCount = uint64(in.NACKCount), uint64(in.PLICount), uint64(in.FIRCount)
 		if ro := &p.RemoteOutboundRTPStreamStats; ro.RoundTripTimeMeasurements > 0 {
 			s.HasRTT, s.RTT = true, ro.RoundTripTime.Seconds()
 		}
 	case DirOutbound:
 		out := &p.OutboundRTPStreamStats
-		s.Packets, s.Bytes = out.PacketsSent, out.BytesSent
 		s.NACKCount, s.PLICount, s.FIRCount = uint64(out.NACKCount), uint64(out.PLICount), uint64(out.FIRCount)
 		ri := &p.RemoteInboundRTPStreamStats
 		// pion sets the remote's figures from the first receiver report;
-		// before it they are all zero.
-		if ri.PacketsReceived > 0 || ri.PacketsLost != 0 || ri.Jitter > 0 || ri.RoundTripTimeMeasurements > 0 {
+		// before it they are all zero. (Its PacketsReceived needs the RTP
+		// the interceptor does not see.)
+		if ri.PacketsLost != 0 || ri.Jitter > 0 || ri.FractionLost > 0 || ri.RoundTripTimeMeasurements > 0 {
 			s.HasRemote = true
 			s.RemoteJitter = ri.Jitter
 			s.RemotePacketsLost = signed24(ri.PacketsLost)

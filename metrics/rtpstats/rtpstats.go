@@ -99,8 +99,8 @@ type Receiver struct {
 	epoch    time.Time // first packet's arrival; times are kept relative to it
 	nextPub  time.Duration
 	lastAt   time.Duration
-	packets  uint64
-	bytes    uint64
+	// Packets and bytes so far, for Counts: atomic, unlike the rest.
+	packets, bytes atomic.Uint64
 
 	// A.1 state.
 	probation     int
@@ -161,8 +161,8 @@ func (r *Receiver) Update(seq uint16, ts uint32, size int, arrival time.Time) (p
 	}
 	at := arrival.Sub(r.epoch)
 	r.lastAt = at
-	r.packets++
-	r.bytes += uint64(max(size, 0))
+	r.packets.Add(1)
+	r.bytes.Add(uint64(max(size, 0)))
 	r.updateJitter(ts, at)
 	r.updateSeq(seq)
 	if at >= r.nextPub {
@@ -331,8 +331,8 @@ func (r *Receiver) publish() {
 	}
 	p := &r.pub
 	p.seq.Add(1) // odd: writing
-	p.v[fPackets].Store(r.packets)
-	p.v[fBytes].Store(r.bytes)
+	p.v[fPackets].Store(r.packets.Load())
+	p.v[fBytes].Store(r.bytes.Load())
 	p.v[fValid].Store(b2u(valid))
 	p.v[fExtMax].Store(uint64(extMax))
 	p.v[fExpected].Store(expected)
@@ -352,6 +352,12 @@ func (r *Receiver) jitterSeconds() float64 {
 		return 0
 	}
 	return r.jitter / r.rate
+}
+
+// Counts returns Packets and Bytes as they are now, not as last published.
+// Safe for concurrent use with Update.
+func (r *Receiver) Counts() (packets, bytes uint64) {
+	return r.packets.Load(), r.bytes.Load()
 }
 
 // Snapshot returns the last published figures (the zero Snapshot before the

@@ -399,6 +399,20 @@ func TestUpdateDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// TestCounts: Counts are live while the snapshot waits for its interval.
+func TestCounts(t *testing.T) {
+	r := New(Config{ClockRate: 90000})
+	for i := range 5 {
+		r.Update(uint16(i), uint32(i*3000), 100+i, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	if p, b := r.Counts(); p != 5 || b != 510 {
+		t.Errorf("Counts %d packets %d bytes, want 5 and 510", p, b)
+	}
+	if s := r.Snapshot(); s.Packets != 1 || s.Bytes != 100 {
+		t.Errorf("snapshot %d packets %d bytes: published only at the first", s.Packets, s.Bytes)
+	}
+}
+
 // TestConcurrentSnapshot: a reader never sees a torn snapshot (the -race
 // run also checks the publication is data-race free).
 func TestConcurrentSnapshot(t *testing.T) {
