@@ -22,8 +22,10 @@ import (
 // forwards each batch with Send → counting receiver, for each implementation
 // and payload size. It searches the highest offered rate the chain carries
 // without loss, then measures at that rate: throughput, CPU per datagram
-// (the worker thread's own, via RUSAGE_THREAD from inside the sink; the
-// process's; the harness's), and allocations per datagram.
+// (the process's less the harness's, which is what the dataplane costs,
+// Go runtime included; the worker thread's own, via RUSAGE_THREAD from
+// inside the sink, when workers are pinned and so locked to their threads),
+// and allocations per datagram.
 
 func init() {
 	register(Scenario{
@@ -181,8 +183,8 @@ func dataplaneScenario(ctx context.Context, env *Env, o dpOptions) (*Result, err
 	}
 	res.Notes = []string{
 		"rate: datagrams/s relayed over the window at 90% of the highest loss-free rate the search found (backing off 20% per retry if the window loses any); lost > 0: no loss-free window was had",
-		"worker: CPU of the port's receive thread (RUSAGE_THREAD, read inside the sink): receive + forward incl. kernel work",
-		"process: whole process incl. load generator and receiver; dp=process−harness: worker + Go runtime (netpoller, scheduler hand-offs)",
+		"process: whole process incl. load generator and receiver; dp=process−harness: worker + Go runtime (netpoller, scheduler hand-offs), the measure of the goal",
+		"worker: CPU of the port's receive thread (RUSAGE_THREAD, read inside the sink): receive + forward incl. kernel work; only with -dataplane.cpus (a pinned worker is locked to its thread, an unpinned one moves between threads)",
 		fmt.Sprintf("traffic: load generator bursts of %s datagrams (GSO=%v), port GRO=%v, counting receiver GRO=%v",
 			"64 (200 B) / 54 (1200 B)", o.LoadgenGSO, o.PortGRO, o.RxGRO),
 	}
@@ -210,20 +212,23 @@ func dpRow(m dpMeasure) Row {
 }
 
 // Goals of the issue: mmsg at least twice std in datagrams per CPU-second
-// of the worker thread, and no allocation per datagram.
+// of the dataplane (the process less the load generator and receiver), and
+// no allocation per datagram.
 func dpGoals(got map[string]map[int]dpMeasure, o dpOptions) []Goal {
 	var goals []Goal
 	if got["mmsg"] != nil && got["std"] != nil {
 		for _, size := range o.Payloads {
 			m, s := got["mmsg"][size], got["std"][size]
-			wm, ws := m.perPkt(m.worker), s.perPkt(s.worker)
-			ratio := ws / wm // pkt per CPU-s: mmsg / std
 			dm, ds := m.perPkt(m.process-m.sender-m.receiver), s.perPkt(s.process-s.sender-s.receiver)
+			ratio := ds / dm // pkt per CPU-s: mmsg / std
+			detail := fmt.Sprintf("%.2f× (mmsg %.0f ns/pkt, std %.0f ns/pkt of the process less the harness", ratio, dm, ds)
+			if wm, ws := m.perPkt(m.worker), s.perPkt(s.worker); !math.IsNaN(wm) && !math.IsNaN(ws) {
+				detail += fmt.Sprintf("; worker threads alone %.2f×", ws/wm)
+			}
 			goals = append(goals, Goal{
-				Name: fmt.Sprintf("mmsg ≥ 2× std packets per worker-thread CPU-second, %d B", size),
-				Pass: ratio >= 2,
-				Detail: fmt.Sprintf("%.2f× (mmsg %.0f ns/pkt, std %.0f ns/pkt; on the process−harness measure %.2f×)",
-					ratio, wm, ws, ds/dm),
+				Name:   fmt.Sprintf("mmsg ≥ 2× std packets per dataplane CPU-second, %d B", size),
+				Pass:   ratio >= 2,
+				Detail: detail + ")",
 			})
 		}
 	}
@@ -522,13 +527,16 @@ func (c *dpCase) measure(ctx context.Context, rate float64) (dpMeasure, error) {
 		lost:     t.lost(),
 		window:   win,
 		fwd:      b.worker.Count - a.worker.Count,
-		worker:   cpuDelta(a.worker.CPU, b.worker.CPU),
+		worker:   -1, // not the worker's alone unless it is locked (pinned)
 		sender:   cpuDelta(a.sender.CPU, b.sender.CPU),
 		receiver: cpuDelta(a.receiver.CPU, b.receiver.CPU),
 		process:  cpuDelta(a.process, b.process),
 		mallocs:  b.mallocs - a.mallocs,
 		dpDrops:  sumDrops(b.stats) - sumDrops(a.stats),
 		rxDrops:  b.rxDrops - a.rxDrops,
+	}
+	if len(c.o.CPUs) > 0 {
+		m.worker = cpuDelta(a.worker.CPU, b.worker.CPU)
 	}
 	m.rate = float64(m.fwd) / win.Seconds()
 	if d := b.stats.RxSyscalls - a.stats.RxSyscalls; d > 0 {

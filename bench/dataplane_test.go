@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"math"
 	"runtime"
 	"testing"
 	"time"
@@ -40,31 +39,37 @@ func TestDataplaneScenarioSmoke(t *testing.T) {
 		SampleTimeout:      5 * time.Second,
 		MaxMeasureAttempts: 1,
 	}
-	res, err := dataplaneScenario(context.Background(), &Env{Duration: o.Measure, Log: io.Discard}, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Rows) != len(o.Impls) {
-		t.Fatalf("%d rows for %d implementations", len(res.Rows), len(o.Impls))
-	}
-	for _, row := range res.Rows {
-		vals := map[string]float64{}
-		for _, v := range row.Values {
-			vals[v.Name] = v.V
+	// Unpinned, the worker's thread CPU is not the worker's alone and is
+	// not shown; pinned (Linux), it is.
+	for _, cpus := range [][]int{nil, {0}} {
+		o.CPUs = cpus
+		res, err := dataplaneScenario(context.Background(), &Env{Duration: o.Measure, Log: io.Discard}, o)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if vals["rate"] <= 0 {
-			t.Errorf("%v: nothing relayed: %v", row.Labels, vals)
+		if len(res.Rows) != len(o.Impls) {
+			t.Fatalf("%d rows for %d implementations", len(res.Rows), len(o.Impls))
 		}
-		if runtime.GOOS == "linux" && (math.IsNaN(vals["worker"]) || vals["worker"] <= 0) {
-			t.Errorf("%v: no worker CPU measured: %v", row.Labels, vals)
+		wantWorker := cpus != nil && runtime.GOOS == "linux"
+		for _, row := range res.Rows {
+			vals := map[string]float64{}
+			for _, v := range row.Values {
+				vals[v.Name] = v.V
+			}
+			if vals["rate"] <= 0 || !(vals["dp"] > 0) {
+				t.Errorf("CPUs %v, %v: nothing relayed, or no CPU measured: %v", cpus, row.Labels, vals)
+			}
+			if measured := vals["worker"] > 0; measured != wantWorker {
+				t.Errorf("CPUs %v, %v: worker CPU %v, want it measured: %v", cpus, row.Labels, vals["worker"], wantWorker)
+			}
 		}
-	}
-	wantGoals := 1
-	if len(o.Impls) > 1 {
-		wantGoals += len(o.Payloads)
-	}
-	if len(res.Goals) != wantGoals {
-		t.Errorf("goals: %+v", res.Goals)
+		wantGoals := 1
+		if len(o.Impls) > 1 {
+			wantGoals += len(o.Payloads)
+		}
+		if len(res.Goals) != wantGoals {
+			t.Errorf("goals: %+v", res.Goals)
+		}
 	}
 }
 
