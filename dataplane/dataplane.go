@@ -124,7 +124,10 @@ type Config struct {
 	// DefaultBatchSize.
 	BatchSize int
 	// CPUs, if not empty, are the CPUs receive workers are pinned to,
-	// round-robin (--dataplane-cpus).
+	// round-robin (--dataplane-cpus). A pinned worker is also locked to its
+	// OS thread, and each wake-up then hands the runtime's P over to that
+	// thread: it pays where a core is set aside for a busy port, not for
+	// sparse traffic (package udp's doc).
 	CPUs []int
 	// SockBuf is the kernel receive buffer (SO_RCVBUF) asked for each port,
 	// in bytes; 0 means DefaultSockBuf. It is what absorbs bursts (a key
