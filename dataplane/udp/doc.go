@@ -47,11 +47,11 @@
 // round-robin (sched_setaffinity); a pinned worker exits still locked, so
 // the runtime retires its thread instead of reusing a thread with a
 // narrowed CPU mask. Otherwise the worker is locked only while it calls the
-// sink, which lets Close tell a call from the sink by its thread id: a
-// locked goroutine that parks in the netpoller costs two thread switches
-// per wake-up (the netpoller's thread hands its P to the locked one), and
-// at evenly spaced packets the profile of the app-facing gw put close to
-// half its cycles there.
+// sink (so that Close can tell a call from the sink by its thread id),
+// because a locked goroutine that parks in the netpoller costs two thread
+// switches per wake-up (the netpoller's thread hands its P to the locked
+// one): with evenly spaced packets, the profile of the app-facing gw put
+// close to half its cycles there.
 //
 // # GRO buffers
 //
