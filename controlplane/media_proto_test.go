@@ -388,15 +388,26 @@ func TestMediaAnswerToForeignCaller(t *testing.T) {
 
 // NACKs without the app's help: a remote's NACK for a packet gw sent is
 // answered from gw's send buffer, and a gap in what gw receives makes gw
-// ask the remote for the missing packet.
+// ask the remote for the missing packet. When the remote only receives,
+// gw's connection has no NACK generator (newMediaPC), and still answers.
 func TestMediaNACKBothWays(t *testing.T) {
+	t.Run("sendrecv", func(t *testing.T) { testMediaNACK(t, true) })
+	t.Run("remote receives only", func(t *testing.T) { testMediaNACK(t, false) })
+}
+
+func testMediaNACK(t *testing.T, remoteSends bool) {
 	e := newTestEnv(t)
 	p := e.c.CreatePeer("nackgw")
 	raw := newRawPeer(t, e, "nackpeer")
 	pc := raw.newPC("nackgw", "mc_nack1")
 	vtrack, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
-	sender, err := pc.AddTrack(vtrack)
-	if err != nil {
+	var sender *webrtc.RTPSender
+	if remoteSends {
+		var err error
+		if sender, err = pc.AddTrack(vtrack); err != nil {
+			t.Fatal(err)
+		}
+	} else if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
 	type seen struct {
@@ -419,7 +430,7 @@ func TestMediaNACKBothWays(t *testing.T) {
 	})
 	nacked := make(chan uint16, 16)
 	go func() {
-		for {
+		for sender != nil {
 			pkts, _, err := sender.ReadRTCP()
 			if err != nil {
 				return
@@ -492,6 +503,9 @@ func TestMediaNACKBothWays(t *testing.T) {
 		}
 	}
 
+	if !remoteSends {
+		return
+	}
 	// remote → gw: a gap in the sequence numbers; gw NACKs the missing one.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -419,4 +420,83 @@ func checkRTCPAndPLI(t testing.TB, alice, bob *side, callerMC, calleeMC string, 
 		}
 		return false
 	})
+}
+
+// feedbackLoops counts the goroutines of pion's NACK generator and TWCC
+// feedback in this process: one each per PeerConnection that has them.
+func feedbackLoops() (nack, twcc int) {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	s := string(buf)
+	return strings.Count(s, "nack.(*GeneratorInterceptor).loop("), strings.Count(s, "twcc.(*SenderInterceptor).loop(")
+}
+
+// TestFeedbackOnlyWhereMediaIsReceived: a connection that cannot receive
+// media (a call that only sends; an offer from a remote that only
+// receives) runs no NACK generator or TWCC feedback; the side that
+// receives does. Media still flows, and the receiving side still sends
+// its feedback (receiver reports reach the sending app's rtcp redirect).
+func TestFeedbackOnlyWhereMediaIsReceived(t *testing.T) {
+	e1, e2 := twoGateways(t)
+	alice := newSide(t, e1.c, "alice", 100, 111)
+	bob := newSide(t, e2.c, "bob", 120, 109)
+	nack0, twcc0 := feedbackLoops()
+
+	// alice sends only; bob receives only.
+	sendOnly := alice.constraints()
+	sendOnly["videoReceiveEnabled"], sendOnly["audioReceiveEnabled"] = false, false
+	r := alice.c.Expect(202, "POST", "/media/connections", map[string]any{
+		"peer_id": alice.p.ID, "token": alice.p.Token, "target_id": bob.p.ID, "constraints": sendOnly,
+		"redirect_params": map[string]any{"video_rtcp": alice.vrtcpApp.redirect()},
+	}).Map(t)
+	aliceMC := r["params"].(map[string]any)["media_connection_id"].(string)
+	ev := bob.c.WaitEvent(bob.c.PeerEvents(bob.p), "CALL", 20*time.Second)
+	bobMC := ev["call_params"].(map[string]any)["media_connection_id"].(string)
+	bob.c.Expect(202, "POST", mcPath(bobMC, "/answer"), map[string]any{
+		"constraints": map[string]any{"video": false, "audio": false}, "redirect_params": bob.redirects(),
+	})
+	alice.c.WaitEvent(mcPath(aliceMC, "/events"), "READY", 20*time.Second)
+	bob.c.WaitEvent(mcPath(bobMC, "/events"), "READY", 20*time.Second)
+	if n, tw := feedbackLoops(); n-nack0 != 1 || tw-twcc0 != 1 {
+		t.Errorf("a one-way call: %d NACK generators and %d TWCC feedback loops, want 1 each (the receiver's)", n-nack0, tw-twcc0)
+	}
+	s := startSending(alice.videoApp, alice.videoPort, 5*time.Millisecond, func(i int) []byte { return rtpBytes(100, 0xa11ce, i, "one-way") })
+	bob.videoApp.recvUntil("alice's video", 10*time.Second, isRTPWith("one-way"))
+	alice.vrtcpApp.recvUntil("bob's receiver report", 10*time.Second, func(b []byte) bool {
+		pkts, err := rtcp.Unmarshal(b)
+		if err != nil {
+			return false
+		}
+		for _, p := range pkts {
+			if _, ok := p.(*rtcp.ReceiverReport); ok {
+				return true
+			}
+		}
+		return false
+	})
+	s.Stop()
+
+	// bob calls receiving only: alice's side of it gets an offer whose
+	// remote only receives, and answers sending.
+	nack1, twcc1 := feedbackLoops()
+	r = bob.c.Expect(202, "POST", "/media/connections", map[string]any{
+		"peer_id": bob.p.ID, "token": bob.p.Token, "target_id": alice.p.ID,
+		"constraints": map[string]any{"video": false, "audio": false}, "redirect_params": bob.redirects(),
+	}).Map(t)
+	bobMC2 := r["params"].(map[string]any)["media_connection_id"].(string)
+	ev = alice.c.WaitEvent(alice.c.PeerEvents(alice.p), "CALL", 20*time.Second)
+	aliceMC2 := ev["call_params"].(map[string]any)["media_connection_id"].(string)
+	alice.c.Expect(202, "POST", mcPath(aliceMC2, "/answer"), map[string]any{"constraints": sendOnly})
+	alice.c.WaitEvent(mcPath(aliceMC2, "/events"), "READY", 20*time.Second)
+	bob.c.WaitEvent(mcPath(bobMC2, "/events"), "READY", 20*time.Second)
+	if n, tw := feedbackLoops(); n-nack1 != 1 || tw-twcc1 != 1 {
+		t.Errorf("a call that only receives: %d NACK generators and %d TWCC feedback loops, want 1 each (the caller's)", n-nack1, tw-twcc1)
+	}
 }

@@ -374,7 +374,7 @@ func (s *Server) startCall(mc *mediaConn, pl *callPlan, mp [2]*mediaPort, rp [2]
 			lists[k] = mediarelay.Defaults(k == kindVideo)
 		}
 	}
-	pc, err := s.newMediaPC(mc, lists[kindVideo], lists[kindAudio])
+	pc, err := s.newMediaPC(mc, lists[kindVideo], lists[kindAudio], pl.kinds[kindVideo].recv || pl.kinds[kindAudio].recv)
 	if err != nil {
 		return "", err
 	}
@@ -433,16 +433,21 @@ func (s *Server) acceptCall(p *peer, src string, o pjOffer) {
 		log.Warn("media offer without an SDP offer ignored")
 		return
 	}
-	if _, err := parseOffer(o.SDP.SDP); err != nil {
+	offered, err := parseOffer(o.SDP.SDP)
+	if err != nil {
 		log.Warn("media offer with a malformed SDP ignored", "err", err)
 		return
+	}
+	remoteSends := false
+	for _, m := range offered {
+		remoteSends = remoteSends || m.remoteSends()
 	}
 	mc := &mediaConn{
 		s: s, p: p, id: "mc-" + uuid.NewString(), pjID: o.ConnectionID, remote: src,
 		metadata: objectMetadata(o.Metadata), events: newEventQueue(), offer: o.SDP, dcClosed: make(chan struct{}),
 		created: time.Now(), done: make(chan struct{}),
 	}
-	pc, err := s.newMediaPC(mc, mediarelay.Defaults(true), mediarelay.Defaults(false))
+	pc, err := s.newMediaPC(mc, mediarelay.Defaults(true), mediarelay.Defaults(false), remoteSends)
 	if err != nil {
 		log.Error("incoming call dropped: cannot create a peer connection", "err", err)
 		return

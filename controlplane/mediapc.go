@@ -23,7 +23,13 @@ var errUnexpectedAnswer = errors.New("an answer for a call this peer did not mak
 // for what it misses), RTCP sender and receiver reports, TWCC feedback, and
 // a stats interceptor kept per connection, and gw's own counters of what is
 // sent (mediametrics.go).
-func (s *Server) newMediaPC(mc *mediaConn, video, audio []mediarelay.Codec) (*webrtc.PeerConnection, error) {
+//
+// recv says whether the connection can receive media. If not (a call that
+// only sends, or an offer from a remote that only receives), the NACK
+// generator and the TWCC feedback are left out: each runs a timer every
+// 100 ms per connection with nothing to do, which adds up for a camera
+// with many viewers. The SDP is the same either way.
+func (s *Server) newMediaPC(mc *mediaConn, video, audio []mediarelay.Codec, recv bool) (*webrtc.PeerConnection, error) {
 	me := &webrtc.MediaEngine{}
 	for _, list := range [][]mediarelay.Codec{video, audio} {
 		for _, c := range list {
@@ -50,13 +56,24 @@ func (s *Server) newMediaPC(mc *mediaConn, video, audio []mediarelay.Codec) (*we
 	}
 	sf.OnNewPeerConnection(func(_ string, g stats.Getter) { mc.stats.Store(&g) })
 	ir.Add(rtcpStats{sf})
-	if err := webrtc.ConfigureNackWithOptions(me, ir, nil, nack.ResponderSize(nackHistory)); err != nil {
+	// Without recv, the receive side's interceptors go to a registry that
+	// is dropped, and the NACK responder is added alone.
+	recvIR := ir
+	if !recv {
+		recvIR = &interceptor.Registry{}
+		resp, err := nack.NewResponderInterceptor(nack.ResponderSize(nackHistory))
+		if err != nil {
+			return nil, err
+		}
+		ir.Add(resp)
+	}
+	if err := webrtc.ConfigureNackWithOptions(me, recvIR, nil, nack.ResponderSize(nackHistory)); err != nil {
 		return nil, err
 	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, err
 	}
-	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+	if err := webrtc.ConfigureTWCCSender(me, recvIR); err != nil {
 		return nil, err
 	}
 	ir.Add(counting{c: mc.sent})
