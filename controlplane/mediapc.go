@@ -20,9 +20,9 @@ var errUnexpectedAnswer = errors.New("an answer for a call this peer did not mak
 // newMediaPC builds the PeerConnection of mc with its own MediaEngine (the
 // codecs given, at their PT fields) and interceptors: NACK generator and
 // responder (gw answers the remote's NACKs from its send buffer, and asks
-// for what it misses), RTCP sender and receiver reports, TWCC feedback, and
-// a stats interceptor kept per connection, and gw's own counters of what is
-// sent (mediametrics.go).
+// for what it misses), RTCP sender and receiver reports, TWCC feedback, a
+// stats interceptor kept per connection that sees RTCP only (rtcpStats),
+// and gw's own counters of what is sent (mediametrics.go).
 //
 // recv says whether the connection can receive media. If not (a call that
 // only sends, or an offer from a remote that only receives), the NACK
