@@ -194,21 +194,14 @@ func (r *iceReceiver) zone(i uint32) string {
 // groSize is the segment size in a UDP_GRO control message, or 0.
 func groSize(ctrl []uint64, n int) int {
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&ctrl[0])), len(ctrl)*8)[:min(n, len(ctrl)*8)]
-	hdrLen := unix.CmsgLen(0)
-	for len(b) >= hdrLen {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-		l := int(h.Len)
-		if l < hdrLen || l > len(b) {
+	for {
+		level, typ, data, rest, ok := nextCmsg(b)
+		if !ok {
 			return 0
 		}
-		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && l-hdrLen >= 4 {
-			return int(binary.NativeEndian.Uint32(b[hdrLen:]))
+		if level == unix.IPPROTO_UDP && typ == unix.UDP_GRO && len(data) >= 4 {
+			return int(binary.NativeEndian.Uint32(data))
 		}
-		next := unix.CmsgSpace(l - hdrLen)
-		if next >= len(b) {
-			return 0
-		}
-		b = b[next:]
+		b = rest
 	}
-	return 0
 }

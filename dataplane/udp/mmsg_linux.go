@@ -307,30 +307,40 @@ func (p *mmsgPort) process(n int) bool {
 // (returned, 0 if none) and the kernel's drop counter.
 func (p *mmsgPort) parseControl(i, n int) (gso int) {
 	b := p.ctrl[i*p.ctrlLen : i*p.ctrlLen+min(n, p.ctrlLen)]
-	hdrLen := unix.CmsgLen(0)
-	for len(b) >= hdrLen {
-		c := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-		l := int(c.Len)
-		if l < hdrLen || l > len(b) {
-			break
+	for {
+		level, typ, data, rest, ok := nextCmsg(b)
+		if !ok {
+			return gso
 		}
-		data := b[hdrLen:l]
 		switch {
-		case c.Level == unix.IPPROTO_UDP && c.Type == unix.UDP_GRO && len(data) >= 4:
+		case level == unix.IPPROTO_UDP && typ == unix.UDP_GRO && len(data) >= 4:
 			gso = int(binary.NativeEndian.Uint32(data))
-		case c.Level == unix.SOL_SOCKET && c.Type == unix.SO_RXQ_OVFL && len(data) >= 4:
+		case level == unix.SOL_SOCKET && typ == unix.SO_RXQ_OVFL && len(data) >= 4:
 			if v := binary.NativeEndian.Uint32(data); v != p.ovfl {
 				p.ovfl = v
 				storeMax(&p.c.drops[dataplane.DropOverflow], uint64(v))
 			}
 		}
-		next := unix.CmsgSpace(l - hdrLen)
-		if next >= len(b) {
-			break
-		}
-		b = b[next:]
+		b = rest
 	}
-	return gso
+}
+
+// nextCmsg splits the first control message off b: its level, type and
+// data, and what follows it. ok is false when b holds no whole message.
+func nextCmsg(b []byte) (level, typ int32, data, rest []byte, ok bool) {
+	hdrLen := unix.CmsgLen(0)
+	if len(b) < hdrLen {
+		return 0, 0, nil, nil, false
+	}
+	c := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	l := int(c.Len)
+	if l < hdrLen || l > len(b) {
+		return 0, 0, nil, nil, false
+	}
+	if next := unix.CmsgSpace(l - hdrLen); next < len(b) {
+		rest = b[next:]
+	}
+	return c.Level, c.Type, b[hdrLen:l], rest, true
 }
 
 // decodeSockaddr reads a source address the kernel wrote, without
