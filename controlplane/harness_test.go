@@ -33,6 +33,8 @@ type testEnv struct {
 	dp      dataplane.Dataplane
 	c       *gwtest.Client
 	apiAddr string
+
+	readTimeout time.Duration // the API server's, if not 0
 }
 
 type envOption func(*testEnv, *Config)
@@ -40,6 +42,11 @@ type envOption func(*testEnv, *Config)
 // withKeys makes the signaling server accept only ks.
 func withKeys(ks *signaling.KeyStore) envOption {
 	return func(e *testEnv, _ *Config) { e.sigOpts.Keys = ks }
+}
+
+// withReadTimeout shortens the API server's read timeout (a minute).
+func withReadTimeout(d time.Duration) envOption {
+	return func(e *testEnv, _ *Config) { e.readTimeout = d }
 }
 
 // withSignalingURL registers peers somewhere else than the env's server.
@@ -89,6 +96,9 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 		t.Fatal(err)
 	}
 	e.srv = srv
+	if e.readTimeout > 0 {
+		srv.http.ReadTimeout = e.readTimeout
+	}
 	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/gw-project/gw/api"
 	"github.com/gw-project/gw/controlplane/mediarelay"
 	"github.com/gw-project/gw/dataplane"
+	"github.com/gw-project/gw/internal/quietconn"
 	"github.com/gw-project/gw/metrics"
 )
 
@@ -164,9 +166,10 @@ func New(cfg Config) (*Server, error) {
 // fuzzing).
 func (s *Server) Handler() fasthttp.RequestHandler { return s.http.Handler }
 
-// Serve answers API requests on ln until Shutdown.
+// Serve answers API requests on ln until Shutdown. A connection on which
+// nothing arrives within the read timeout is closed without an answer.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.http.Serve(ln)
+	return s.http.Serve(quietconn.Listen(ln))
 }
 
 // Shutdown closes every peer (each leaves signaling and closes what it owns),
@@ -354,6 +357,8 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, field, msg = fasthttp.StatusRequestEntityTooLarge, "body", "request body larger than the limit"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		status, field, msg = fasthttp.StatusRequestTimeout, "request", "request not complete within the read timeout"
 	default:
 		status, field, msg = fasthttp.StatusBadRequest, "request", "malformed HTTP request: "+err.Error()
 	}

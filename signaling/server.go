@@ -16,6 +16,8 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
+
+	"github.com/gw-project/gw/internal/quietconn"
 )
 
 // ServerOptions configure a Server. Zero values take the official server's
@@ -210,6 +212,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		return ErrServerClosed
 	}
+	// A client that opens a connection and sends nothing is closed
+	// without a 408.
+	ln = quietconn.Listen(ln)
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
 	backoff := 5 * time.Millisecond

@@ -385,3 +385,31 @@ func TestServerMounted(t *testing.T) {
 	srv.Shutdown()
 	<-served
 }
+
+// A connection on which nothing arrives within the read timeout is closed
+// without the error response fasthttp would write: a client's spare
+// connection would hand that to its next request as the reply.
+func TestServerUnusedConnection(t *testing.T) {
+	s := NewServer(ServerOptions{})
+	s.http.ReadTimeout = 300 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	defer func() {
+		s.Close()
+		<-served
+	}()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
+		t.Fatalf("read %q, %v; want the connection closed with nothing", b, err)
+	}
+}

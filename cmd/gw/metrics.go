@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/gw-project/gw/internal/quietconn"
 	"github.com/gw-project/gw/metrics"
 )
 
@@ -32,7 +33,7 @@ func listenMetrics(addr string, reg *metrics.Registry) (*metricsServer, error) {
 		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
 	h := reg.Handler()
-	return &metricsServer{ln: ln, srv: &fasthttp.Server{
+	return &metricsServer{ln: quietconn.Listen(ln), srv: &fasthttp.Server{
 		Name:        "gw",
 		ReadTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute,

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -77,5 +79,30 @@ func TestMetricsEndpoints(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + maddr + "/metrics"); err == nil {
 		t.Error("metrics listener still answering after exit")
+	}
+}
+
+// The metrics listener closes a connection that never carried a request
+// without answering it (a scraper's spare connection).
+func TestMetricsUnusedConnection(t *testing.T) {
+	m, err := listenMetrics("127.0.0.1:0", metrics.New(metrics.Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.srv.ReadTimeout = 300 * time.Millisecond
+	served := make(chan error, 1)
+	go func() { served <- m.serve() }()
+	defer func() {
+		m.close(context.Background())
+		<-served
+	}()
+	c, err := net.Dial("tcp", m.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
+		t.Fatalf("read %q, %v; want the connection closed with nothing", b, err)
 	}
 }
