@@ -29,16 +29,22 @@ type Sender struct {
 	next  []uint64                // per stream: next packet number (sender thread)
 	sent  []atomic.Uint64         // per stream: packets sent
 	total atomic.Uint64
-	rr    int // next stream, round-robin
-	buf   []byte
-	hdrs  []unix.Mmsghdr
-	iovs  []unix.Iovec
+	rr    int // next stream, round-robin (paced)
+	// The frame being sent (Frames > 0): packets [frameLo, frameHi) of the
+	// run, each stream's share in one run, stream by stream.
+	frameLo, frameHi uint64
+	sts              []int // the stream of each packet of the batch
+	buf              []byte
+	hdrs             []unix.Mmsghdr
+	iovs             []unix.Iovec
 	// behind counts the times pacing fell more than 10 ms behind and the
 	// backlog was dropped rather than sent in a flood.
 	behind atomic.Uint64
 	// Frames, when positive, makes Run send in that many bursts per second
 	// (set it before Run), the way a camera's packetizer hands over a
-	// whole frame at once; 0 spreads packets evenly.
+	// whole frame at once: every stream's frame begins at the same time,
+	// and each goes out as one run, stream after stream, as cameras of
+	// their own would send them. 0 spreads packets evenly, round-robin.
 	Frames float64
 }
 
@@ -72,6 +78,7 @@ func NewSender(dsts []netip.AddrPort, size int, pt uint8) (*Sender, error) {
 	for i := range s.buf {
 		s.buf[i] = byte(i * 7)
 	}
+	s.sts = make([]int, maxBurst)
 	s.hdrs = make([]unix.Mmsghdr, maxBurst)
 	s.iovs = make([]unix.Iovec, maxBurst)
 	for i := range s.hdrs {
@@ -112,6 +119,7 @@ func (s *Sender) Run(rate float64, stop <-chan struct{}) error {
 	defer runtime.UnlockOSThread()
 	start := time.Now()
 	var paced uint64
+	s.frameLo, s.frameHi = 0, 0
 	maxLag := uint64(rate/100) + 1 // 10 ms worth
 	if s.Frames > 0 {
 		maxLag += uint64(rate / s.Frames)
@@ -144,24 +152,33 @@ func (s *Sender) Run(rate float64, stop <-chan struct{}) error {
 			s.behind.Add(1)
 			paced = due - 1
 		}
+		if s.Frames > 0 && paced >= s.frameHi {
+			s.frameLo, s.frameHi = paced, due
+		}
 		n := int(min(due-paced, maxBurst))
-		if err := s.send(n); err != nil {
+		if err := s.send(paced, n); err != nil {
 			return err
 		}
 		paced += uint64(n)
 	}
 }
 
-// send stamps and sends n packets, round-robin over the streams.
-func (s *Sender) send(n int) error {
+// send stamps and sends n packets, the first the run's packet number p:
+// round-robin over the streams, or by each stream's share of the frame.
+func (s *Sender) send(p uint64, n int) error {
 	now := Clock()
-	first := s.rr
 	for i := range n {
-		st := s.rr
-		s.rr++
-		if s.rr == len(s.names) {
-			s.rr = 0
+		var st int
+		if s.Frames > 0 && p+uint64(i) < s.frameHi {
+			st = int((p + uint64(i) - s.frameLo) * uint64(len(s.names)) / (s.frameHi - s.frameLo))
+		} else {
+			st = s.rr
+			s.rr++
+			if s.rr == len(s.names) {
+				s.rr = 0
+			}
 		}
+		s.sts[i] = st
 		Stamp(s.buf[i*s.size:], s.pt, st, s.next[st], now)
 		s.next[st]++
 		s.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&s.names[st]))
@@ -178,8 +195,8 @@ func (s *Sender) send(n int) error {
 	}
 	// Count per stream after the send, so Next never runs ahead of what
 	// may be in flight.
-	for i := range n {
-		s.sent[(first+i)%len(s.names)].Add(1)
+	for _, st := range s.sts[:n] {
+		s.sent[st].Add(1)
 	}
 	s.total.Add(uint64(n))
 	return nil

@@ -1,6 +1,7 @@
 package rtpload
 
 import (
+	"net"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -117,5 +118,66 @@ func TestSenderToSink(t *testing.T) {
 	k.SetFloor(0, s.Next(0))
 	if k.Received(0) != 0 {
 		t.Error("floor did not reset the count")
+	}
+}
+
+// In frames, each stream's share of a frame leaves as one run, stream after
+// stream, as from cameras of their own; every stream gets its share.
+func TestSenderFrames(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only")
+	}
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	rx.SetReadBuffer(4 << 20)
+	dst := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	const streams, rate, frames = 3, 3000, 10
+	s, err := NewSender([]netip.AddrPort{dst, dst, dst}, 200, 96)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Frames = frames
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(rate, stop) }()
+	time.Sleep(450 * time.Millisecond) // 5 frames begun
+	close(stop)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	var order []int
+	counts := make([]uint64, streams)
+	buf := make([]byte, 1500)
+	for uint64(len(order)) < s.Sent() {
+		rx.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := rx.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d of %d packets: %v", len(order), s.Sent(), err)
+		}
+		st, _, _, ok := Parse(buf[:n])
+		if !ok {
+			t.Fatal("unparsable packet")
+		}
+		order = append(order, st)
+		counts[st]++
+	}
+	runs := 1
+	for i := 1; i < len(order); i++ {
+		if order[i] != order[i-1] {
+			runs++
+		}
+	}
+	nframes := len(order) / (rate / frames)
+	if nframes < 3 || runs > streams*(nframes+1) {
+		t.Errorf("%d packets in %d runs over %d frames: streams interleaved", len(order), runs, nframes)
+	}
+	for i, c := range counts {
+		if c != s.Next(i) || c != uint64(len(order)/streams) {
+			t.Errorf("stream %d: %d packets, Next %d, of %d", i, c, s.Next(i), len(order))
+		}
 	}
 }
