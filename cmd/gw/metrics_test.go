@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -96,13 +95,5 @@ func TestMetricsUnusedConnection(t *testing.T) {
 		m.close(context.Background())
 		<-served
 	}()
-	c, err := net.Dial("tcp", m.ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
-		t.Fatalf("read %q, %v; want the connection closed with nothing", b, err)
-	}
+	gwtest.ExpectClosedUnanswered(t, m.ln.Addr().String())
 }
