@@ -260,6 +260,7 @@ type mediaWindow struct {
 	secs      float64 // measurement window
 	delivered uint64  // in the window
 	cpu       [2]time.Duration
+	switches  [2]int64    // threads switched onto a CPU
 	procs     [2]procStat // at the end of the window
 	gor       [2]int
 	p50, p99  time.Duration
@@ -322,6 +323,7 @@ func (c *mediaCase) run(ctx context.Context, rate float64, window, warmup time.D
 	for i, p := range procs {
 		w.procs[i] = readProc(p.pid())
 		w.cpu[i] = w.procs[i].CPU - a[i].CPU
+		w.switches[i] = w.procs[i].Switches - a[i].Switches
 	}
 	c.sink.Record(false)
 	w.delivered = r1 - r0
@@ -429,6 +431,8 @@ func mediaRow(p mediaPoint) Row {
 			{"CPU send", "s/Mpkt", w.cpu[0].Seconds() / float64(max(w.delivered, 1)) * 1e6, 2},
 			{"CPU recv", "s/Mpkt", w.cpu[1].Seconds() / float64(max(w.delivered, 1)) * 1e6, 2},
 			{"pkt/CPU-s", "", pps, 0},
+			{"switches send", "/pkt", float64(w.switches[0]) / float64(max(w.delivered, 1)), 2},
+			{"switches recv", "/pkt", float64(w.switches[1]) / float64(max(w.delivered, 1)), 2},
 			{"RSS send", "MB", mb(w.procs[0].RSS), 1},
 			{"RSS recv", "MB", mb(w.procs[1].RSS), 1},
 			{"peak send", "MB", mb(w.procs[0].HWM), 1},
@@ -633,8 +637,9 @@ func mediaPattern(ctx context.Context, env *Env, o mediaOptions, n int, frames f
 				return err
 			}
 			w.gor = c.relay.goroutines()
-			env.Logf("    %s %2d streams %s compare @%7.0f/s: %.2f CPU-s/Mpkt (send %.2f, recv %.2f), lost %d", system, n, traffic, common,
-				w.cpuPerMpkt(), w.cpu[0].Seconds()/float64(max(w.delivered, 1))*1e6, w.cpu[1].Seconds()/float64(max(w.delivered, 1))*1e6, w.lost)
+			d := float64(max(w.delivered, 1))
+			env.Logf("    %s %2d streams %s compare @%7.0f/s: %.2f CPU-s/Mpkt (send %.2f, recv %.2f), switches/pkt %.2f + %.2f, lost %d", system, n, traffic, common,
+				w.cpuPerMpkt(), w.cpu[0].Seconds()/d*1e6, w.cpu[1].Seconds()/d*1e6, float64(w.switches[0])/d, float64(w.switches[1])/d, w.lost)
 			if b, ok := best[system]; !ok || w.cpuPerMpkt() < b.cpuPerMpkt() {
 				best[system] = w
 			}
@@ -780,10 +785,10 @@ func mediaNotes(o mediaOptions, srtp map[string]string) []string {
 		}
 	}
 	return []string{
-		fmt.Sprintf("path: app → relay side 1 → WebRTC (DTLS-SRTP, loopback) → relay side 2 → app; %d-byte RTP packets (H.264 payload type %d), streams round-robin; one media connection (PeerConnection) per stream", o.Size, mediaPT),
-		"traffic: paced = packets evenly spaced; N bursts/s = each stream's packets sent in N bursts a second, back to back, the way a camera's packetizer hands over a frame; latency is measured paced only",
+		fmt.Sprintf("path: app → relay side 1 → WebRTC (DTLS-SRTP, loopback) → relay side 2 → app; %d-byte RTP packets (H.264 payload type %d); one media connection (PeerConnection) per stream", o.Size, mediaPT),
+		"traffic: paced = packets evenly spaced, round-robin over the streams; N bursts/s = each stream's packets sent in N bursts a second, back to back, the way a camera's packetizer hands over a frame: every stream's frame begins at once and leaves as one run, stream after stream; latency is measured paced only",
 		"points: latency = at -media.latency-rate, latency from send timestamps in the payload; load = at -media.goal-rate over all streams, before the rate search (whose overloads fill pion's queues), for memory; max = 90% of the highest rate a short search passed without loss (backing off 15% if the window loses); goal = gw at -media.goal-rate, 1 stream; compare = every system at one rate (80% of the lowest max), alternately, best of two windows: packets per CPU-second compare here",
-		"CPU: both relay processes (schedstat of their threads) per million packets delivered; send = the side apps send to, recv = the side that delivers; RSS = VmRSS at the end of the window, peak = VmHWM; goroutines from gw's /metrics and the baseline's /stats",
+		"CPU: both relay processes (schedstat of their threads) per million packets delivered; send = the side apps send to, recv = the side that delivers; switches = times the process's threads were switched onto a CPU (schedstat: each wake-up or preemption) per packet delivered; RSS = VmRSS at the end of the window, peak = VmHWM; goroutines from gw's /metrics and the baseline's /stats",
 		"SRTP profiles negotiated: " + strings.Join(prof, "; "),
 		"baseline: bench/baseline, pion's rtp-to-webrtc way: ReadFromUDP + WriteRTP per packet, ReadRTP + Marshal + WriteToUDP on the other side, pion's default interceptors, 4 MiB receive buffers on its app sockets like gw's ports",
 	}

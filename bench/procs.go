@@ -194,16 +194,18 @@ func (t *tailBuffer) String() string {
 
 // procStat is a process's resource use at one instant.
 type procStat struct {
-	CPU     time.Duration // user+system, all threads
-	RSS     int64         // VmRSS, bytes
-	HWM     int64         // VmHWM (peak RSS), bytes
-	Threads int
-	ok      bool
+	CPU      time.Duration // user+system, all threads
+	Switches int64         // times a thread was switched onto a CPU, all threads
+	RSS      int64         // VmRSS, bytes
+	HWM      int64         // VmHWM (peak RSS), bytes
+	Threads  int
+	ok       bool
 }
 
 // readProc reads /proc/<pid>. CPU is the sum of the run time of the live
 // threads (schedstat, nanoseconds), which is exact where stat's utime and
-// stime count 10 ms ticks; a thread that exits takes its time with it, so
+// stime count 10 ms ticks, and Switches the sum of their timeslices
+// (schedstat's third field: every wake-up or preemption); a thread that exits takes its time with it, so
 // the scenarios compare samples of windows in which no thread ends (the
 // relays start and stop threads only when ports open and close).
 func readProc(pid int) procStat {
@@ -242,9 +244,11 @@ func readProc(pid int) procStat {
 			continue
 		}
 		f := strings.Fields(string(b))
-		if len(f) > 0 {
+		if len(f) == 3 {
 			n, _ := strconv.ParseInt(f[0], 10, 64)
 			s.CPU += time.Duration(n)
+			n, _ = strconv.ParseInt(f[2], 10, 64)
+			s.Switches += n
 		}
 	}
 	s.ok = true
