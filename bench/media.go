@@ -26,7 +26,8 @@ import (
 // Per stream count and system it measures: latency at a fixed low rate,
 // the highest zero-loss rate (a short search), everything at 90% of that
 // rate, and then both systems alternately at one common rate, which is
-// where packets per CPU-second are compared.
+// where packets per CPU-second are compared. Every window times its
+// packets, so each point has its latency too.
 
 func init() {
 	register(Scenario{
@@ -222,7 +223,7 @@ func newMediaCase(ctx context.Context, env *Env, o mediaOptions, system string, 
 	}
 	// Every stream must deliver before anything is measured.
 	for attempt := 0; ; attempt++ {
-		w, err := c.run(ctx, float64(max(200, 20*n)), time.Second, 0, false)
+		w, err := c.run(ctx, float64(max(200, 20*n)), time.Second, 0)
 		if err != nil {
 			c.close()
 			return nil, err
@@ -286,9 +287,10 @@ func (w mediaWindow) pass() bool {
 	return w.sent > 0 && w.lost == 0 && w.silent == 0 && w.backlog <= max(64, int64(w.offered/20))
 }
 
-// run offers rate for warmup+window, measuring over the window, then
-// drains. With profile, both gw processes are profiled over the window.
-func (c *mediaCase) run(ctx context.Context, rate float64, window, warmup time.Duration, latency bool) (mediaWindow, error) {
+// run offers rate for warmup+window, measuring over the window (latency
+// included: the sink times every packet from the stamp it carries), then
+// drains.
+func (c *mediaCase) run(ctx context.Context, rate float64, window, warmup time.Duration) (mediaWindow, error) {
 	w := mediaWindow{offered: rate}
 	n := c.n
 	start := make([]uint64, n)
@@ -313,10 +315,8 @@ func (c *mediaCase) run(ctx context.Context, rate float64, window, warmup time.D
 		a[i] = readProc(p.pid())
 	}
 	t0 := time.Now()
-	if latency {
-		c.sink.Latency.Reset()
-		c.sink.Record(true)
-	}
+	c.sink.Latency.Reset()
+	c.sink.Record(true)
 	sleepCtx(ctx, window)
 	w.secs = time.Since(t0).Seconds()
 	r1 := recv()
@@ -355,10 +355,8 @@ func (c *mediaCase) run(ctx context.Context, rate float64, window, warmup time.D
 		}
 		w.dups += c.sink.Duplicates(i)
 	}
-	if latency {
-		w.latN = c.sink.Latency.Count()
-		w.p50, w.p99, w.p999 = c.sink.Latency.Quantile(0.5), c.sink.Latency.Quantile(0.99), c.sink.Latency.Quantile(0.999)
-	}
+	w.latN = c.sink.Latency.Count()
+	w.p50, w.p99, w.p999 = c.sink.Latency.Quantile(0.5), c.sink.Latency.Quantile(0.99), c.sink.Latency.Quantile(0.999)
 	for _, p := range procs {
 		if p.exited() {
 			return w, fmt.Errorf("%s: %s exited: %v\n%s", c.system, p.name, p.err, p.logs.String())
@@ -373,7 +371,7 @@ func (c *mediaCase) search(ctx context.Context) (float64, error) {
 	lo, hi := 0.0, 0.0
 	r := c.o.StartRate
 	for step := 0; step < c.o.Steps && r > 0; step++ {
-		w, err := c.run(ctx, r, c.o.Trial, c.o.Warmup, false)
+		w, err := c.run(ctx, r, c.o.Trial, c.o.Warmup)
 		if err != nil {
 			return 0, err
 		}
@@ -441,14 +439,6 @@ func mediaRow(p mediaPoint) Row {
 			{"goroutines recv", "", float64(w.gor[1]), 0},
 		},
 	}
-	if p.point != "latency" && p.point != "harness" {
-		for i := range row.Values {
-			switch row.Values[i].Name {
-			case "p50", "p99", "p99.9":
-				row.Values[i].V = math.NaN()
-			}
-		}
-	}
 	return row
 }
 
@@ -492,7 +482,7 @@ func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, erro
 			cases[system] = c
 			srtp[system] = c.relay.srtp()
 			c.gen.Frames = 0
-			w, err := c.run(ctx, o.LatRate, o.LatWindow, o.Warmup, true)
+			w, err := c.run(ctx, o.LatRate, o.LatWindow, o.Warmup)
 			if err != nil {
 				closeAll()
 				return res, err
@@ -507,7 +497,7 @@ func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, erro
 			if o.GoalRate > 0 {
 				for _, frames := range o.Frames {
 					c.gen.Frames = frames
-					w, err := c.run(ctx, o.GoalRate, o.Window, o.Warmup, false)
+					w, err := c.run(ctx, o.GoalRate, o.Window, o.Warmup)
 					if err != nil {
 						closeAll()
 						return res, err
@@ -578,7 +568,7 @@ func mediaPattern(ctx context.Context, env *Env, o mediaOptions, n int, frames f
 		var mw mediaWindow
 		for attempt := 0; attempt < 3; attempt++ {
 			profDone := c.startProfiles(rate, n)
-			mw, err = c.run(ctx, rate, o.Window, o.Warmup, false)
+			mw, err = c.run(ctx, rate, o.Window, o.Warmup)
 			profDone()
 			if err != nil {
 				return err
@@ -601,7 +591,7 @@ func mediaPattern(ctx context.Context, env *Env, o mediaOptions, n int, frames f
 			// stall any one window.
 			var gw mediaWindow
 			for attempt := 0; attempt < 2; attempt++ {
-				gw, err = c.run(ctx, o.GoalRate, o.Window, o.Warmup, true)
+				gw, err = c.run(ctx, o.GoalRate, o.Window, o.Warmup)
 				if err != nil {
 					return err
 				}
@@ -632,7 +622,7 @@ func mediaPattern(ctx context.Context, env *Env, o mediaOptions, n int, frames f
 			if c == nil {
 				continue
 			}
-			w, err := c.run(ctx, common, o.Window, o.Warmup, false)
+			w, err := c.run(ctx, common, o.Window, o.Warmup)
 			if err != nil {
 				return err
 			}
@@ -786,8 +776,8 @@ func mediaNotes(o mediaOptions, srtp map[string]string) []string {
 	}
 	return []string{
 		fmt.Sprintf("path: app → relay side 1 → WebRTC (DTLS-SRTP, loopback) → relay side 2 → app; %d-byte RTP packets (H.264 payload type %d); one media connection (PeerConnection) per stream", o.Size, mediaPT),
-		"traffic: paced = packets evenly spaced, round-robin over the streams; N bursts/s = each stream's packets sent in N bursts a second, back to back, the way a camera's packetizer hands over a frame: every stream's frame begins at once and leaves as one run, stream after stream; latency is measured paced only",
-		"points: latency = at -media.latency-rate, latency from send timestamps in the payload; load = at -media.goal-rate over all streams, before the rate search (whose overloads fill pion's queues), for memory; max = 90% of the highest rate a short search passed without loss (backing off 15% if the window loses); goal = gw at -media.goal-rate, 1 stream; compare = every system at one rate (80% of the lowest max), alternately, best of two windows: packets per CPU-second compare here",
+		"traffic: paced = packets evenly spaced, round-robin over the streams; N bursts/s = each stream's packets sent in N bursts a second, back to back, the way a camera's packetizer hands over a frame: every stream's frame begins at once and leaves as one run, stream after stream; in bursts a packet's latency includes its wait behind the packets before it in its burst, so the latency goal is judged paced",
+		"points (latency at each, from send timestamps in the payload): latency = at -media.latency-rate, paced; load = at -media.goal-rate over all streams, before the rate search (whose overloads fill pion's queues), for memory; max = 90% of the highest rate a short search passed without loss (backing off 15% if the window loses); goal = gw at -media.goal-rate, 1 stream; compare = every system at one rate (80% of the lowest max), alternately, best of two windows: packets per CPU-second compare here",
 		"CPU: both relay processes (schedstat of their threads) per million packets delivered; send = the side apps send to, recv = the side that delivers; switches = times the process's threads were switched onto a CPU (schedstat: each wake-up or preemption) per packet delivered; RSS = VmRSS at the end of the window, peak = VmHWM; goroutines from gw's /metrics and the baseline's /stats",
 		"SRTP profiles negotiated: " + strings.Join(prof, "; "),
 		"baseline: bench/baseline, pion's rtp-to-webrtc way: ReadFromUDP + WriteRTP per packet, ReadRTP + Marshal + WriteToUDP on the other side, pion's default interceptors, 4 MiB receive buffers on its app sockets like gw's ports",
