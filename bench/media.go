@@ -416,7 +416,7 @@ func mediaRow(p mediaPoint) Row {
 	if cpu := (w.cpu[0] + w.cpu[1]).Seconds(); cpu > 0 {
 		pps = float64(w.delivered) / cpu
 	}
-	row := Row{
+	return Row{
 		Labels: []Label{{"system", p.system}, {"streams", strconv.Itoa(p.n)}, {"traffic", p.traffic}, {"point", p.point}},
 		Values: []Value{
 			{"offered", "pkt/s", w.offered, 0},
@@ -439,7 +439,6 @@ func mediaRow(p mediaPoint) Row {
 			{"goroutines recv", "", float64(w.gor[1]), 0},
 		},
 	}
-	return row
 }
 
 func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, error) {

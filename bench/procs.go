@@ -205,9 +205,10 @@ type procStat struct {
 // readProc reads /proc/<pid>. CPU is the sum of the run time of the live
 // threads (schedstat, nanoseconds), which is exact where stat's utime and
 // stime count 10 ms ticks, and Switches the sum of their timeslices
-// (schedstat's third field: every wake-up or preemption); a thread that exits takes its time with it, so
-// the scenarios compare samples of windows in which no thread ends (the
-// relays start and stop threads only when ports open and close).
+// (schedstat's third field: every wake-up or preemption). A thread that
+// exits takes both with it, so the scenarios compare samples of windows in
+// which no thread ends (the relays start and stop threads only when ports
+// open and close).
 func readProc(pid int) procStat {
 	var s procStat
 	dir := "/proc/" + strconv.Itoa(pid)
