@@ -204,14 +204,19 @@ func TestRoutingErrors(t *testing.T) {
 	e := newTestEnv(t)
 	// A wrong method is no operation of the spec, so the answer is checked
 	// here rather than against it.
-	for _, c := range []struct{ method, path, cmd string }{
-		{"GET", "/peers", "PEERS_CREATE"},
-		{"POST", "/peers/x/status?token=y", "PEERS_STATUS"},
-		{"PATCH", "/media/connections/mc-1", "MEDIA_CONNECTION_DELETE"},
+	// Allow names what the path does answer; OPTIONS is not among it.
+	for _, c := range []struct{ method, path, cmd, allow string }{
+		{"GET", "/peers", "PEERS_CREATE", "POST"},
+		{"POST", "/peers/x/status?token=y", "PEERS_STATUS", "GET"},
+		{"PATCH", "/media/connections/mc-1", "MEDIA_CONNECTION_DELETE", "DELETE"},
+		{"OPTIONS", "/peers/x", "PEERS_DELETE", "DELETE"},
 	} {
 		r, err := e.c.DoRaw(c.method, c.path, "{}")
 		if err != nil || r.Status != 405 || r.Map(t)["command_type"] != c.cmd || r.ErrorField(t) != "method" {
 			t.Fatalf("%s %s: %v %d %s", c.method, c.path, err, r.Status, r.Body)
+		}
+		if got := r.Header.Get("Allow"); got != c.allow {
+			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, got, c.allow)
 		}
 	}
 	raw, err := e.c.DoRaw("GET", "/nowhere", nil)

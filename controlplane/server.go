@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -286,7 +287,11 @@ func (s *Server) routes() *router.Router {
 		ctx.SetBody(api.Spec)
 	})
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
-		allow := string(ctx.Response.Header.Peek("Allow"))
+		// The router lists OPTIONS even with HandleOPTIONS off, and gw
+		// answers OPTIONS with this very 405: leave it out.
+		allow := strings.Join(slices.DeleteFunc(strings.Split(string(ctx.Response.Header.Peek("Allow")), ", "),
+			func(m string) bool { return m == fasthttp.MethodOptions }), ", ")
+		ctx.Response.Header.Set("Allow", allow)
 		cmd := commandFor(commands, ctx)
 		writeError(ctx, cmd, statusError(fasthttp.StatusMethodNotAllowed, "method",
 			"%s is not allowed on %s (allowed: %s)", ctx.Method(), ctx.Path(), allow))
