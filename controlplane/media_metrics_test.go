@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -281,6 +282,62 @@ func TestSendCounter(t *testing.T) {
 	if c.lookup(1) != nil || (*sendCounter)(nil).lookup(1) != nil {
 		t.Error("counts for an unknown stream")
 	}
+}
+
+// TestSendCounterConcurrentReads: a status or a scrape while the track
+// writes never counts an original in flight as a resend, and the resend
+// counts only grow; a failed write counts nowhere.
+func TestSendCounterConcurrentReads(t *testing.T) {
+	var c sendCounter
+	outer, _ := counting{c: &c}.NewInterceptor("")
+	inner, _ := counting{c: &c, inner: true}.NewInterceptor("")
+	fail := false
+	w := inner.BindLocalStream(&interceptorInfo, interceptor.RTPWriterFunc(func(*rtp.Header, []byte, interceptor.Attributes) (int, error) {
+		if fail {
+			return 0, io.ErrClosedPipe
+		}
+		return 100, nil
+	}))
+	top := outer.BindLocalStream(&interceptorInfo, w)
+	h := &rtp.Header{SSRC: interceptorInfo.SSRC}
+	payload := make([]byte, 100)
+	r := c.lookup(interceptorInfo.SSRC)
+
+	const originals = 200000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range originals {
+			top.Write(h, payload, nil)
+		}
+	}()
+	var reads, last uint64
+	for running := true; running; reads++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		p, _, rp, rb := r.sent()
+		if rp != 0 || rb != 0 {
+			t.Fatalf("after %d packets: %d resends (%d bytes) counted, none sent", p, rp, rb)
+		}
+		if p < last {
+			t.Fatalf("packets sent went from %d down to %d", last, p)
+		}
+		last = p
+	}
+	for range 3 { // what a NACK responder writes below the outer counter
+		w.Write(h, payload, nil)
+	}
+	fail = true
+	if _, err := top.Write(h, payload, nil); err == nil {
+		t.Fatal("failing write succeeded")
+	}
+	if p, b, rp, rb := r.sent(); p != originals+3 || b != 100*(originals+3) || rp != 3 || rb != 300 {
+		t.Errorf("sent %d packets, %d bytes, resends %d, %d bytes; want %d, %d, 3, 300", p, b, rp, rb, originals+3, 100*(originals+3))
+	}
+	t.Logf("%d reads during the writes", reads)
 }
 
 var interceptorInfo = interceptor.StreamInfo{SSRC: 0x5eed}

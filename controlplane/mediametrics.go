@@ -125,12 +125,7 @@ func (mc *mediaConn) collect() []mediaStream {
 			s.hasReportRTT, s.reportRTT = s.HasRTT, s.RTT
 		}
 		if c := mc.sent.lookup(sk.ssrc); c != nil {
-			// Originals first: a packet counts there after it counted
-			// below, so the difference is never negative.
-			origP, origB := c.origPackets.Load(), c.origBytes.Load()
-			s.Packets, s.Bytes = c.allPackets.Load(), c.allBytes.Load()
-			s.Retransmitted = s.Packets - min(origP, s.Packets)
-			s.retransmittedBytes = s.Bytes - min(origB, s.Bytes)
+			s.Packets, s.Bytes, s.Retransmitted, s.retransmittedBytes = c.sent()
 		}
 		if s.Packets == 0 {
 			// webrtc-stats: an RTP stream exists from its first packet.
@@ -276,9 +271,36 @@ type sendCounter struct {
 	m  map[uint32]*rtpCounts
 }
 
+// rtpCounts are one stream's. An original counts as such before it goes
+// down the chain and among all once it was sent, so a reader that loads all
+// before the originals never takes an original in flight for a resend: it
+// may miss a resend for a moment instead, and the highest figure reported
+// so far is what it reports, so that the counters only grow (Prometheus).
 type rtpCounts struct {
 	origPackets, origBytes atomic.Uint64
 	allPackets, allBytes   atomic.Uint64
+	retxPackets, retxBytes atomic.Uint64 // the highest reported
+}
+
+// sent returns the packets and bytes sent, resends included, and how many
+// of them were resends.
+func (c *rtpCounts) sent() (packets, bytes, retxPackets, retxBytes uint64) {
+	packets, bytes = c.allPackets.Load(), c.allBytes.Load()
+	op, ob := c.origPackets.Load(), c.origBytes.Load()
+	return packets, bytes, raise(&c.retxPackets, packets-min(op, packets)), raise(&c.retxBytes, bytes-min(ob, bytes))
+}
+
+// raise stores v in hi if it is higher, and returns hi.
+func raise(hi *atomic.Uint64, v uint64) uint64 {
+	for {
+		h := hi.Load()
+		if v <= h {
+			return h
+		}
+		if hi.CompareAndSwap(h, v) {
+			return v
+		}
+	}
 }
 
 func (c *sendCounter) get(ssrc uint32) *rtpCounts {
@@ -323,15 +345,24 @@ type countingInterceptor struct {
 
 func (i *countingInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	cnt := i.c.get(info.SSRC)
-	packets, bytes := &cnt.origPackets, &cnt.origBytes
 	if i.inner {
-		packets, bytes = &cnt.allPackets, &cnt.allBytes
+		return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+			n, err := w.Write(h, payload, a)
+			if err == nil {
+				cnt.allPackets.Add(1)
+				cnt.allBytes.Add(uint64(len(payload)))
+			}
+			return n, err
+		})
 	}
+	// Originals count before they are written (see rtpCounts).
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		cnt.origPackets.Add(1)
+		cnt.origBytes.Add(uint64(len(payload)))
 		n, err := w.Write(h, payload, a)
-		if err == nil {
-			packets.Add(1)
-			bytes.Add(uint64(len(payload)))
+		if err != nil {
+			cnt.origPackets.Add(^uint64(0))
+			cnt.origBytes.Add(-uint64(len(payload)))
 		}
 		return n, err
 	})
