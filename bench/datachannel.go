@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gw-project/gw/controlplane"
@@ -254,13 +253,7 @@ func newDCApp() (*dcApp, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rc, err := c.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) {
-			if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0x21 /* SO_RCVBUFFORCE */, 32<<20) != nil {
-				_ = c.SetReadBuffer(32 << 20)
-			}
-		})
-	}
+	udp.SetReadBuffer(c, 32<<20)
 	a := &dcApp{conn: c, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)

@@ -8,11 +8,11 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gw-project/gw/dataplane"
+	"github.com/gw-project/gw/dataplane/udp"
 	"github.com/gw-project/gw/internal/gwtest"
 )
 
@@ -66,7 +66,7 @@ func newDataApp(t testing.TB) *dataApp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forceRecvBuf(c, 16<<20)
+	udp.SetReadBuffer(c, 16<<20)
 	a := &dataApp{t: t, conn: c, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go a.read()
 	t.Cleanup(func() {
@@ -74,22 +74,6 @@ func newDataApp(t testing.TB) *dataApp {
 		<-a.done
 	})
 	return a
-}
-
-// forceRecvBuf asks for n bytes past rmem_max (the tests run as root);
-// otherwise takes what the sysctl allows.
-func forceRecvBuf(c *net.UDPConn, n int) {
-	rc, err := c.SyscallConn()
-	if err == nil {
-		var serr error
-		_ = rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0x21 /* SO_RCVBUFFORCE */, n)
-		})
-		if serr == nil {
-			return
-		}
-	}
-	_ = c.SetReadBuffer(n)
 }
 
 func (a *dataApp) read() {

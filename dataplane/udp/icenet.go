@@ -95,6 +95,17 @@ func (n *ICENet) Release() {
 
 func (n *ICENet) held() bool { return n.holds.Load() > 0 }
 
+// SetReadBuffer gives c a receive buffer of n bytes the way gw's own
+// sockets get theirs: past the system's cap where the process may.
+func SetReadBuffer(c *net.UDPConn, n int) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		_ = c.SetReadBuffer(n)
+		return
+	}
+	setRecvBuffer(rc, n, c.SetReadBuffer)
+}
+
 type iceNet struct {
 	*stdnet.Net
 	g *ICENet
