@@ -241,7 +241,7 @@ func startCamera(t *testing.T, gw *gwtest.Process, args ...string) *camera {
 	script := filepath.Join(gwtest.RepoRoot(), "examples", "camera.py")
 	full := append([]string{"-u", script, "--api", gw.API, "--poll-timeout", "30"}, args...)
 	c := &camera{cmd: exec.Command("python3", full...), done: make(chan struct{}), grew: make(chan struct{})}
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	gwtest.InGroup(c.cmd)
 	c.cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
 	out, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -275,7 +275,7 @@ func startCamera(t *testing.T, gw *gwtest.Process, args ...string) *camera {
 		select {
 		case <-c.done:
 		default:
-			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			gwtest.KillGroup(c.cmd)
 			<-c.done
 		}
 		if t.Failed() {

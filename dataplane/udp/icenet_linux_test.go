@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -286,5 +287,39 @@ func TestICEReceiveMappedSourceAsNetGivesIt(t *testing.T) {
 	}
 	if got[0] != got[1] {
 		t.Errorf("ICE socket: source %v; the net package gives %v", got[0], got[1])
+	}
+}
+
+// The sockets ICE opens through ICENet get the receive buffer asked for
+// (Linux reports twice the size set).
+func TestICENetReceiveBuffer(t *testing.T) {
+	const want = 1 << 20
+	n, err := NewICENet(want).Net()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := n.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	p, err := n.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, c := range []any{u, p} {
+		rc, err := c.(syscall.Conn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		_ = rc.Control(func(fd uintptr) { got, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got < want {
+			t.Errorf("%T: SO_RCVBUF %d, want at least %d", c, got, want)
+		}
 	}
 }

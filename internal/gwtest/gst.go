@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -71,7 +70,7 @@ func startGstArgs(t testing.TB, args []string, counted []string) *Gst {
 	t.Helper()
 	g := &Gst{done: make(chan struct{}), changed: make(chan struct{}), counts: map[string]int{}}
 	g.cmd = exec.Command("gst-launch-1.0", args...)
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	InGroup(g.cmd)
 	out, err := g.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +123,7 @@ func (g *Gst) Stop() {
 		return
 	default:
 	}
-	_ = syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+	KillGroup(g.cmd)
 	<-g.done
 }
 

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -54,7 +53,7 @@ func StartOfficialPeerJSOn(t testing.TB, port int, args ...string) *OfficialPeer
 	o.cmd = exec.Command("node", full...)
 	o.cmd.Dir = dir
 	o.cmd.Stdout, o.cmd.Stderr = o.out, o.out
-	o.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	InGroup(o.cmd)
 	if err := o.cmd.Start(); err != nil {
 		t.Fatalf("start official PeerJS server: %v", err)
 	}
@@ -88,7 +87,7 @@ func (o *OfficialPeerJS) Kill() {
 		return
 	default:
 	}
-	_ = syscall.Kill(-o.cmd.Process.Pid, syscall.SIGKILL)
+	KillGroup(o.cmd)
 	<-o.done
 }
 

@@ -1,0 +1,123 @@
+package rtpload
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestDedupe(t *testing.T) {
+	var st streamState
+	for _, n := range []uint64{0, 1, 2, 2, 5, 3, 4, 4, 70000, 70000 - 65536, 69999} {
+		st.take(n)
+	}
+	// 0,1,2,5,3,4,70000,4464 (too old: counted),69999
+	if got := st.unique.Load(); got != 9 {
+		t.Errorf("unique %d, want 9", got)
+	}
+	if got := st.dups.Load(); got != 2 {
+		t.Errorf("dups %d, want 2", got)
+	}
+}
+
+func TestSenderToSink(t *testing.T) {
+	k, err := NewSink(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go k.Run()
+	defer k.Close()
+	dst := k.Addr()
+	s, err := NewSender([]netip.AddrPort{dst, dst, dst}, 200, 96)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k.Record(true)
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(3000, stop) }()
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && k.Received(0)+k.Received(1)+k.Received(2) < s.Sent() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var got uint64
+	for i := range 3 {
+		if k.Received(i) != s.Next(i) {
+			t.Errorf("stream %d: received %d of %d", i, k.Received(i), s.Next(i))
+		}
+		got += k.Received(i)
+	}
+	if got == 0 || got != s.Sent() || k.Latency.Count() != got {
+		t.Errorf("sent %d, received %d, latencies %d", s.Sent(), got, k.Latency.Count())
+	}
+	// A floor makes earlier packets stale.
+	k.SetFloor(0, s.Next(0))
+	if k.Received(0) != 0 {
+		t.Error("floor did not reset the count")
+	}
+}
+
+// In frames, each stream's share of a frame leaves as one run, stream after
+// stream, as from cameras of their own; every stream gets its share.
+func TestSenderFrames(t *testing.T) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	rx.SetReadBuffer(4 << 20)
+	dst := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	const streams, rate, frames = 3, 3000, 10
+	s, err := NewSender([]netip.AddrPort{dst, dst, dst}, 200, 96)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Frames = frames
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(rate, stop) }()
+	time.Sleep(450 * time.Millisecond) // 5 frames begun
+	close(stop)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	var order []int
+	counts := make([]uint64, streams)
+	buf := make([]byte, 1500)
+	for uint64(len(order)) < s.Sent() {
+		rx.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := rx.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d of %d packets: %v", len(order), s.Sent(), err)
+		}
+		st, _, _, ok := Parse(buf[:n])
+		if !ok {
+			t.Fatal("unparsable packet")
+		}
+		order = append(order, st)
+		counts[st]++
+	}
+	runs := 1
+	for i := 1; i < len(order); i++ {
+		if order[i] != order[i-1] {
+			runs++
+		}
+	}
+	nframes := len(order) / (rate / frames)
+	if nframes < 3 || runs > streams*(nframes+1) {
+		t.Errorf("%d packets in %d runs over %d frames: streams interleaved", len(order), runs, nframes)
+	}
+	for i, c := range counts {
+		if c != s.Next(i) || c != uint64(len(order)/streams) {
+			t.Errorf("stream %d: %d packets, Next %d, of %d", i, c, s.Next(i), len(order))
+		}
+	}
+}
