@@ -152,10 +152,13 @@ func (s *Sender) Run(rate float64, stop <-chan struct{}) error {
 			s.behind.Add(1)
 			paced = due - 1
 		}
-		if s.Frames > 0 && paced >= s.frameHi {
-			s.frameLo, s.frameHi = paced, due
-		}
 		n := int(min(due-paced, maxBurst))
+		if s.Frames > 0 {
+			if paced >= s.frameHi {
+				s.frameLo, s.frameHi = paced, due
+			}
+			n = min(n, int(s.frameHi-paced)) // a batch holds one frame's packets
+		}
 		if err := s.send(paced, n); err != nil {
 			return err
 		}
@@ -169,7 +172,7 @@ func (s *Sender) send(p uint64, n int) error {
 	now := Clock()
 	for i := range n {
 		var st int
-		if s.Frames > 0 && p+uint64(i) < s.frameHi {
+		if s.Frames > 0 {
 			st = int((p + uint64(i) - s.frameLo) * uint64(len(s.names)) / (s.frameHi - s.frameLo))
 		} else {
 			st = s.rr
