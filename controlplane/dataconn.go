@@ -132,11 +132,7 @@ func (c *dataConn) closeAsync(errMsg, reason string) {
 	if c.isClosed() {
 		return
 	}
-	c.s.wg.Add(1)
-	go func() {
-		defer c.s.wg.Done()
-		c.shutdown(errMsg, reason)
-	}()
+	c.s.background(func() { c.shutdown(errMsg, reason) })
 }
 
 // shutdown closes the connection once: it stops the feeding port's sink

@@ -166,15 +166,13 @@ func (mc *mediaConn) fail(msg string) {
 // closeAsync closes from a pion callback, which must not wait for the
 // PeerConnection it runs on.
 func (mc *mediaConn) closeAsync(reason string, failed bool) {
-	mc.s.wg.Add(1)
-	go func() {
-		defer mc.s.wg.Done()
+	mc.s.background(func() {
 		if failed {
 			mc.fail(reason)
 		} else {
 			mc.close(reason)
 		}
-	}()
+	})
 }
 
 // close implements connection. Idempotent.

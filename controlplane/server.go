@@ -102,8 +102,11 @@ type Server struct {
 	media *mediaRegistry
 	data  *dataRegistry
 	stop  chan struct{} // closed by Shutdown: ends long-polls
-	// wg tracks background work owned by objects (signaling handlers, closers).
+	// wg tracks background work owned by objects (closers started from
+	// pion's callbacks); see background.
 	wg       sync.WaitGroup
+	bgMu     sync.Mutex
+	bgDone   bool // Shutdown waits on wg: nothing more may join it
 	stopOnce sync.Once
 }
 
@@ -182,6 +185,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.media.closeAll()
 	s.data.closeAll()
+	s.bgMu.Lock()
+	s.bgDone = true
+	s.bgMu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	var err error
@@ -194,6 +200,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = herr
 	}
 	return err
+}
+
+// background runs f on a goroutine of its own that Shutdown waits for.
+// Once Shutdown has closed every connection and waits, f does not run:
+// what it would close is closed, and a WaitGroup may not grow from zero
+// while it is waited on (a pion callback closing a connection raced
+// Shutdown's wait that way).
+func (s *Server) background(f func()) {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.bgDone {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
 }
 
 // op is a handler: it writes a success response itself, or returns the
