@@ -35,11 +35,9 @@ const (
 	MinSize    = HeaderSize + PayloadMin
 )
 
-var epoch = time.Now()
-
-// Clock is the time packets carry: nanoseconds since the package loaded, on
-// the monotonic clock.
-func Clock() uint64 { return uint64(time.Since(epoch)) }
+// Clock is the time packets carry: nanoseconds since 1970 on the system
+// clock, the clock of the kernel's receive timestamps (SO_TIMESTAMPNS).
+func Clock() uint64 { return uint64(time.Now().UnixNano()) }
 
 // Stamp fills the header and payload fields of packet number n of stream
 // s (the filler is left as it is).

@@ -223,17 +223,26 @@ type Sink struct {
 	buf     []byte
 	hdrs    []unix.Mmsghdr
 	iovs    []unix.Iovec
+	ctl     []byte // per message: room for one SCM_TIMESTAMPNS
 	streams []streamState
-	// Latency holds the latency of packets received while recording.
-	Latency   Histogram
-	recording atomic.Bool
-	foreign   atomic.Uint64 // datagrams that were not ours
-	closing   atomic.Bool
-	started   atomic.Bool
-	done      chan struct{}
+	// Latency holds, for packets received while recording, the time from
+	// the sender's stamp to the packet's arrival in the sink's socket (the
+	// kernel's receive timestamp): what the path in between adds.
+	Latency Histogram
+	// AppLatency holds the time to when the sink's read returned: Latency
+	// plus the wait for the receiving thread to be woken and run.
+	AppLatency Histogram
+	recording  atomic.Bool
+	foreign    atomic.Uint64 // datagrams that were not ours
+	closing    atomic.Bool
+	started    atomic.Bool
+	done       chan struct{}
 }
 
 const sinkSlot = 2048
+
+// ctlSlot is a message's control buffer: one SCM_TIMESTAMPNS.
+var ctlSlot = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
 
 // NewSink binds 127.0.0.1 on an ephemeral port for n streams.
 func NewSink(n int) (*Sink, error) {
@@ -249,6 +258,10 @@ func NewSink(n int) (*Sink, error) {
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 32<<20)
 	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("setsockopt SO_TIMESTAMPNS", err)
+	}
 	tv := unix.NsecToTimeval(int64(20 * time.Millisecond))
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		unix.Close(fd)
@@ -259,11 +272,13 @@ func NewSink(n int) (*Sink, error) {
 	k.buf = make([]byte, batch*sinkSlot)
 	k.hdrs = make([]unix.Mmsghdr, batch)
 	k.iovs = make([]unix.Iovec, batch)
+	k.ctl = make([]byte, batch*ctlSlot)
 	for i := range k.hdrs {
 		k.iovs[i].Base = &k.buf[i*sinkSlot]
 		k.iovs[i].SetLen(sinkSlot)
 		k.hdrs[i].Hdr.Iov = &k.iovs[i]
 		k.hdrs[i].Hdr.SetIovlen(1)
+		k.hdrs[i].Hdr.Control = &k.ctl[i*ctlSlot]
 	}
 	return k, nil
 }
@@ -303,6 +318,9 @@ func (k *Sink) Run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	for !k.closing.Load() {
+		for i := range k.hdrs {
+			k.hdrs[i].Hdr.SetControllen(ctlSlot) // the kernel shrinks it to what it wrote
+		}
 		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(k.fd), uintptr(unsafe.Pointer(&k.hdrs[0])),
 			uintptr(len(k.hdrs)), unix.MSG_WAITFORONE, 0, 0)
 		switch e {
@@ -321,12 +339,37 @@ func (k *Sink) Run() error {
 				k.foreign.Add(1)
 				continue
 			}
-			if k.streams[s].take(num) && rec && now >= sent {
-				k.Latency.Record(now - sent)
+			if !k.streams[s].take(num) || !rec {
+				continue
+			}
+			if at := k.arrival(i); at >= sent {
+				k.Latency.Record(at - sent)
+			}
+			if now >= sent {
+				k.AppLatency.Record(now - sent)
 			}
 		}
 	}
 	return nil
+}
+
+// arrival is when message i of the last receive arrived in the socket
+// (Clock's time base), from its SCM_TIMESTAMPNS; 0 if it has none.
+func (k *Sink) arrival(i int) uint64 {
+	h := &k.hdrs[i].Hdr
+	c := k.ctl[i*ctlSlot : i*ctlSlot+int(h.Controllen)]
+	for len(c) >= unix.SizeofCmsghdr {
+		m := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+		if m.Len < unix.SizeofCmsghdr || int(m.Len) > len(c) {
+			return 0
+		}
+		if m.Level == unix.SOL_SOCKET && m.Type == unix.SCM_TIMESTAMPNS && int(m.Len) >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&c[unix.CmsgLen(0)]))
+			return uint64(ts.Nano())
+		}
+		c = c[min(unix.CmsgSpace(int(m.Len)-unix.CmsgLen(0)), len(c)):]
+	}
+	return 0
 }
 
 // take counts packet number n; true if it is new and at or above the

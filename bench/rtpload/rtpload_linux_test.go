@@ -54,13 +54,55 @@ func TestSenderToSink(t *testing.T) {
 		}
 		got += k.Received(i)
 	}
-	if got == 0 || got != s.Sent() || k.Latency.Count() != got {
-		t.Errorf("sent %d, received %d, latencies %d", s.Sent(), got, k.Latency.Count())
+	if got == 0 || got != s.Sent() || k.Latency.Count() != got || k.AppLatency.Count() != got {
+		t.Errorf("sent %d, received %d, latencies %d and %d", s.Sent(), got, k.Latency.Count(), k.AppLatency.Count())
 	}
 	// A floor makes earlier packets stale.
 	k.SetFloor(0, s.Next(0))
 	if k.Received(0) != 0 {
 		t.Error("floor did not reset the count")
+	}
+}
+
+// Latency ends when a packet arrives in the sink's socket, AppLatency when
+// the sink reads it: packets that wait in the socket while the sink does
+// not read have a short Latency and a long AppLatency.
+func TestSinkArrivalTime(t *testing.T) {
+	k, err := NewSink(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	s, err := NewSender([]netip.AddrPort{k.Addr()}, 200, 96)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k.Record(true)
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(1000, stop) }()
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	const wait = 300 * time.Millisecond
+	time.Sleep(wait) // every packet waits in the socket at least this long
+	go k.Run()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && k.Received(0) < s.Sent() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := k.Received(0); n == 0 || n != s.Sent() || k.Latency.Count() != n || k.AppLatency.Count() != n {
+		t.Fatalf("sent %d, received %d, latencies %d and %d", s.Sent(), n, k.Latency.Count(), k.AppLatency.Count())
+	}
+	if got := k.AppLatency.Quantile(0); got < wait {
+		t.Errorf("shortest read latency %v, want at least %v", got, wait)
+	}
+	// Arrival follows the send within a loopback hop; allow a slow machine.
+	if got := k.Latency.Quantile(1); got >= wait/2 {
+		t.Errorf("longest arrival latency %v, want well under %v", got, wait)
 	}
 }
 

@@ -23,7 +23,7 @@ func (s *Sender) Close() error                       { return nil }
 func (s *Sender) Run(float64, <-chan struct{}) error { return errUnsupported }
 
 // Sink is Linux only.
-type Sink struct{ Latency Histogram }
+type Sink struct{ Latency, AppLatency Histogram }
 
 // NewSink fails off Linux.
 func NewSink(int) (*Sink, error) { return nil, errUnsupported }
