@@ -270,6 +270,7 @@ type mediaWindow struct {
 	p999     time.Duration
 	appP99   time.Duration
 	latN     uint64
+	steal    float64 // share of the machine's CPU time its hypervisor took
 }
 
 // latencies fills the window's latency figures from what k recorded.
@@ -324,12 +325,13 @@ func (c *mediaCase) run(ctx context.Context, rate float64, window, warmup time.D
 	for i, p := range procs {
 		a[i] = readProc(p.pid())
 	}
-	t0 := time.Now()
+	t0, ticks := time.Now(), readCPUTicks()
 	c.sink.Latency.Reset()
 	c.sink.AppLatency.Reset()
 	c.sink.Record(true)
 	sleepCtx(ctx, window)
 	w.secs = time.Since(t0).Seconds()
+	w.steal = stealShare(ticks, readCPUTicks())
 	r1 := recv()
 	for i, p := range procs {
 		w.procs[i] = readProc(p.pid())
@@ -448,6 +450,7 @@ func mediaRow(p mediaPoint) Row {
 			{"peak recv", "MB", mb(w.procs[1].HWM), 1},
 			{"goroutines send", "", float64(w.gor[0]), 0},
 			{"goroutines recv", "", float64(w.gor[1]), 0},
+			{"steal", "%", 100 * w.steal, 1},
 		},
 	}
 }
@@ -498,7 +501,7 @@ func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, erro
 				return res, err
 			}
 			w.gor = c.relay.goroutines()
-			env.Logf("    %s %2d streams latency @%.0f/s: p50 %v p99 %v p99.9 %v (read by the app: p99 %v) lost %d", system, n, o.LatRate, w.p50, w.p99, w.p999, w.appP99, w.lost)
+			env.Logf("    %s %2d streams latency @%.0f/s: p50 %v p99 %v p99.9 %v (read by the app: p99 %v) lost %d, steal %.1f%%", system, n, o.LatRate, w.p50, w.p99, w.p999, w.appP99, w.lost, 100*w.steal)
 			add(mediaPoint{system: system, n: n, point: "latency", traffic: trafficName(0), w: w, srtp: srtp[system]})
 			// Memory under a steady heavy load, before the rate search
 			// overloads the relay (its trials offer up to twice what
@@ -689,10 +692,10 @@ func harnessLatency(ctx context.Context, o mediaOptions) (mediaWindow, error) {
 	go func() { errc <- gen.Run(o.LatRate, stop) }()
 	sleepCtx(ctx, o.Warmup)
 	sink.Record(true)
-	t0 := time.Now()
+	t0, ticks := time.Now(), readCPUTicks()
 	r0 := sink.Received(0)
 	sleepCtx(ctx, min(o.LatWindow, 2*time.Second))
-	w := mediaWindow{offered: o.LatRate, secs: time.Since(t0).Seconds()}
+	w := mediaWindow{offered: o.LatRate, secs: time.Since(t0).Seconds(), steal: stealShare(ticks, readCPUTicks())}
 	w.delivered = sink.Received(0) - r0
 	sink.Record(false)
 	close(stop)
@@ -746,8 +749,8 @@ func mediaGoals(points []mediaPoint, o mediaOptions) []Goal {
 		goals = append(goals, Goal{
 			Name: fmt.Sprintf("p99 added latency ≤ 1 ms at %.0f packets/s (one stream, paced)", o.LatRate),
 			Pass: p.w.p99 <= time.Millisecond && p.w.latN > 0,
-			Detail: fmt.Sprintf("p50 %s, p99 %s, p99.9 %s from the app's send to the packet's arrival at the other app, over %d packets (the harness alone: p99 %s); to the app's read: p99 %s (the harness alone: %s)",
-				fmtDur(p.w.p50), fmtDur(p.w.p99), fmtDur(p.w.p999), p.w.latN, fmtDur(h.w.p99), fmtDur(p.w.appP99), fmtDur(h.w.appP99)),
+			Detail: fmt.Sprintf("p50 %s, p99 %s, p99.9 %s from the app's send to the packet's arrival at the other app, over %d packets (the harness alone: p99 %s); to the app's read: p99 %s (the harness alone: %s); the hypervisor took %.1f%% of the CPUs' time meanwhile (steal)",
+				fmtDur(p.w.p50), fmtDur(p.w.p99), fmtDur(p.w.p999), p.w.latN, fmtDur(h.w.p99), fmtDur(p.w.appP99), fmtDur(h.w.appP99), 100*p.w.steal),
 		})
 	}
 	// VmHWM is the peak since the process started: the last pattern's
@@ -788,7 +791,7 @@ func mediaNotes(o mediaOptions, srtp map[string]string) []string {
 		"traffic: paced = packets evenly spaced, round-robin over the streams; N bursts/s = each stream's packets sent in N bursts a second, back to back, the way a camera's packetizer hands over a frame: every stream's frame begins at once and leaves as one run, stream after stream; in bursts a packet's latency includes its wait behind the packets before it in its burst, so the latency goal is judged paced",
 		"latency: from the send time stamped in the payload to the packet's arrival in the receiving app's socket (the kernel's receive timestamp), so it is what the path adds; app p99 = to when the app's read returned, which adds the wait for the app's own thread to be woken and run",
 		"points (latency at each): latency = at -media.latency-rate, paced; load = at -media.goal-rate over all streams, before the rate search (whose overloads fill pion's queues), for memory; max = 90% of the highest rate a short search passed without loss (backing off 15% if the window loses); goal = gw at -media.goal-rate, 1 stream; compare = every system at one rate (80% of the lowest max), alternately, best of two windows: packets per CPU-second compare here",
-		"CPU: both relay processes (schedstat of their threads) per million packets delivered; send = the side apps send to, recv = the side that delivers; switches = times the process's threads were switched onto a CPU (schedstat: each wake-up or preemption) per packet delivered; RSS = VmRSS at the end of the window, peak = VmHWM; goroutines from gw's /metrics and the baseline's /stats",
+		"CPU: both relay processes (schedstat of their threads) per million packets delivered; send = the side apps send to, recv = the side that delivers; switches = times the process's threads were switched onto a CPU (schedstat: each wake-up or preemption) per packet delivered; RSS = VmRSS at the end of the window, peak = VmHWM; goroutines from gw's /metrics and the baseline's /stats; steal = share of all CPUs' time in the window that the hypervisor gave to others while a vCPU had work (/proc/stat), which stalls whatever ran there",
 		"SRTP profiles negotiated: " + strings.Join(prof, "; "),
 		"baseline: bench/baseline, pion's rtp-to-webrtc way: ReadFromUDP + WriteRTP per packet, ReadRTP + Marshal + WriteToUDP on the other side, pion's default interceptors, 4 MiB receive buffers on its app sockets like gw's ports",
 	}

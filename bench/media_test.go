@@ -44,7 +44,8 @@ func TestMediaScenarioSmoke(t *testing.T) {
 			continue
 		}
 		if !(vals["delivered"] > 0) || !(vals["CPU"] > 0) || !(vals["RSS send"] > 0) || !(vals["RSS recv"] > 0) ||
-			!(vals["switches send"] > 0) || !(vals["switches recv"] > 0) || !(vals["p50"] > 0) || !(vals["p99"] >= vals["p50"]) {
+			!(vals["switches send"] > 0) || !(vals["switches recv"] > 0) || !(vals["p50"] > 0) || !(vals["p99"] >= vals["p50"]) ||
+			!(vals["app p99"] >= vals["p99"]) || !(vals["steal"] >= 0 && vals["steal"] <= 100) {
 			t.Errorf("%s/%s: %v", system, point, r.Values)
 		}
 		if point == "latency" && (vals["lost"] != 0 || !(vals["p99"] > 0)) {

@@ -256,6 +256,43 @@ func readProc(pid int) procStat {
 	return s
 }
 
+// cpuTicks is the machine's CPU time so far, all CPUs, in clock ticks:
+// the total and what a hypervisor took (steal: a vCPU had work but its host
+// ran something else).
+type cpuTicks struct{ total, steal uint64 }
+
+// readCPUTicks reads the first line of /proc/stat; zero where there is none.
+func readCPUTicks() cpuTicks {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTicks{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTicks{}
+	}
+	var t cpuTicks
+	// user nice system idle iowait irq softirq steal (guest time is in user)
+	for i, v := range f[1:9] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		t.total += n
+		if i == 7 {
+			t.steal = n
+		}
+	}
+	return t
+}
+
+// stealShare is the share of the CPUs' time between a and b that the
+// hypervisor took; 0 if unknown.
+func stealShare(a, b cpuTicks) float64 {
+	if b.total <= a.total {
+		return 0
+	}
+	return float64(b.steal-a.steal) / float64(b.total-a.total)
+}
+
 // freeTCPPort is a loopback TCP port free right now.
 func freeTCPPort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
