@@ -97,8 +97,9 @@ func TestSinkArrivalTime(t *testing.T) {
 	if n := k.Received(0); n == 0 || n != s.Sent() || k.Latency.Count() != n || k.AppLatency.Count() != n {
 		t.Fatalf("sent %d, received %d, latencies %d and %d", s.Sent(), n, k.Latency.Count(), k.AppLatency.Count())
 	}
-	if got := k.AppLatency.Quantile(0); got < wait {
-		t.Errorf("shortest read latency %v, want at least %v", got, wait)
+	// Quantiles are bucket middles, a few percent off.
+	if got := k.AppLatency.Quantile(0); got < wait*9/10 {
+		t.Errorf("shortest read latency %v, want about %v or more", got, wait)
 	}
 	// Arrival follows the send within a loopback hop; allow a slow machine.
 	if got := k.Latency.Quantile(1); got >= wait/2 {
