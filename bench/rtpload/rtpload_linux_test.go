@@ -35,18 +35,8 @@ func TestSenderToSink(t *testing.T) {
 	}
 	defer s.Close()
 	k.Record(true)
-	stop := make(chan struct{})
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(3000, stop) }()
-	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && k.Received(0)+k.Received(1)+k.Received(2) < s.Sent() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	sendFor(t, s, 3000, 200*time.Millisecond)
+	waitReceived(k, s)
 	var got uint64
 	for i := range 3 {
 		if k.Received(i) != s.Next(i) {
@@ -61,6 +51,32 @@ func TestSenderToSink(t *testing.T) {
 	k.SetFloor(0, s.Next(0))
 	if k.Received(0) != 0 {
 		t.Error("floor did not reset the count")
+	}
+}
+
+// sendFor runs s at rate for d.
+func sendFor(t *testing.T, s *Sender, rate float64, d time.Duration) {
+	t.Helper()
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(rate, stop) }()
+	time.Sleep(d)
+	close(stop)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitReceived waits up to 5 s for k to receive all that s sent.
+func waitReceived(k *Sink, s *Sender) {
+	received := func() (n uint64) {
+		for i := range s.Streams() {
+			n += k.Received(i)
+		}
+		return n
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && received() < s.Sent(); {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -79,21 +95,11 @@ func TestSinkArrivalTime(t *testing.T) {
 	}
 	defer s.Close()
 	k.Record(true)
-	stop := make(chan struct{})
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(1000, stop) }()
-	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	sendFor(t, s, 1000, 100*time.Millisecond)
 	const wait = 300 * time.Millisecond
 	time.Sleep(wait) // every packet waits in the socket at least this long
 	go k.Run()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && k.Received(0) < s.Sent() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitReceived(k, s)
 	if n := k.Received(0); n == 0 || n != s.Sent() || k.Latency.Count() != n || k.AppLatency.Count() != n {
 		t.Fatalf("sent %d, received %d, latencies %d and %d", s.Sent(), n, k.Latency.Count(), k.AppLatency.Count())
 	}
