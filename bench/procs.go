@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gw-project/gw/internal/freeport"
 )
 
 // Child processes: the gw processes and the baseline relay run apart from
@@ -293,16 +294,6 @@ func stealShare(a, b cpuTicks) float64 {
 	return float64(b.steal-a.steal) / float64(b.total-a.total)
 }
 
-// freeTCPPort is a loopback TCP port free right now.
-func freeTCPPort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // rest is a JSON client of one HTTP API.
 type rest struct {
 	base string
@@ -378,14 +369,14 @@ type gwProc struct {
 // its signaling server on free loopback ports, and waits until the API
 // answers.
 func startGW(name, bin string, args []string, pprof bool) (*gwProc, error) {
-	apiPort, err := freeTCPPort()
+	apiPort, err := freeport.TCP()
 	if err != nil {
 		return nil, err
 	}
 	full := []string{"--api-addr", "127.0.0.1:" + strconv.Itoa(apiPort), "--log-level", "warn"}
 	g := &gwProc{api: newREST("http://127.0.0.1:" + strconv.Itoa(apiPort))}
 	if !hasArg(args, "--signaling-addr") {
-		sigPort, err := freeTCPPort()
+		sigPort, err := freeport.TCP()
 		if err != nil {
 			return nil, err
 		}
@@ -393,7 +384,7 @@ func startGW(name, bin string, args []string, pprof bool) (*gwProc, error) {
 		g.signalingURL = "ws://127.0.0.1:" + strconv.Itoa(sigPort) + "/peerjs"
 	}
 	if pprof {
-		p, err := freeTCPPort()
+		p, err := freeport.TCP()
 		if err != nil {
 			return nil, err
 		}

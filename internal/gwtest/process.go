@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gw-project/gw/internal/freeport"
 )
 
 var (
@@ -57,15 +58,15 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
-// FreePort returns a TCP port free on loopback right now.
+// FreePort returns a TCP port free on loopback right now, one this test
+// process has not been given before (freeport.TCP).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.TCP()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // Process is a gw started by a test.
