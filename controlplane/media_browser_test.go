@@ -86,14 +86,14 @@ func TestMediaBrowserAnswersGwCall(t *testing.T) {
 	p := e.c.CreatePeer("gwcaller")
 	vid, vport := openMedia(t, e.c, true)
 	aid, aport := openMedia(t, e.c, false)
-	videoOut, audioOut := freeUDPPort(t), freeUDPPort(t)
+	videoOut, audioOut := appPorts.Take(t), appPorts.Take(t)
 	recv := gwtest.StartGst(t, fmt.Sprintf(
 		"udpsrc address=127.0.0.1 port=%d caps=application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload=96 ! "+
 			"rtpjitterbuffer latency=100 ! rtpvp8depay ! vp8dec ! fakesink name=video silent=false sync=false "+
 			"udpsrc address=127.0.0.1 port=%d caps=application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111 ! "+
 			"rtpjitterbuffer latency=100 ! rtpopusdepay ! opusdec ! fakesink name=audio silent=false sync=false",
 		videoOut, audioOut), "video", "audio")
-	gwtest.WaitUDPBound(t, videoOut, audioOut)
+	recv.WaitBound(t, videoOut, audioOut)
 	r := e.c.Expect(202, "POST", "/media/connections", map[string]any{
 		"peer_id": p.ID, "token": p.Token, "target_id": "browsercallee",
 		"constraints": map[string]any{
@@ -143,11 +143,11 @@ func TestMediaBrowserCallsGw(t *testing.T) {
 	}
 	vid, vport := openMedia(t, e.c, true)
 	aid, aport := openMedia(t, e.c, false)
-	videoOut := freeUDPPort(t)
+	videoOut := appPorts.Take(t)
 	recv := gwtest.StartGst(t, fmt.Sprintf(
 		"udpsrc address=127.0.0.1 port=%d caps=application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=100 ! "+
 			"rtpjitterbuffer latency=100 ! rtph264depay ! h264parse ! avdec_h264 ! fakesink name=video silent=false sync=false", videoOut), "video")
-	gwtest.WaitUDPBound(t, videoOut)
+	recv.WaitBound(t, videoOut)
 	e.c.Expect(202, "POST", mcPath(mc, "/answer"), map[string]any{
 		"constraints": map[string]any{
 			"video": true, "audio": true,

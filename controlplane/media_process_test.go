@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"fmt"
-	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -42,16 +41,11 @@ func TestMediaTwoProcesses(t *testing.T) {
 	}
 }
 
-// freeUDPPort is a UDP port free on loopback now, for a pipeline to bind.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
+// appPorts are the UDP ports the tests' receiving apps (GStreamer) bind:
+// a range no other test package uses, below the kernel's ephemeral range,
+// so that no socket another process opens meanwhile can take a port
+// between its hand-out and the pipeline's bind.
+var appPorts = gwtest.NewUDPPorts(27200, 27499)
 
 // Real encoders through two gw processes: GStreamer encodes H.264 (x264),
 // VP8 and Opus and sends RTP to gw A's media ports, the way the original
@@ -75,7 +69,7 @@ func TestMediaGStreamerThroughTwoGateways(t *testing.T) {
 		t.Run(tc.codec, func(t *testing.T) {
 			vid, vport := openMedia(t, a.Client, true)
 			aid, aport := openMedia(t, a.Client, false)
-			videoOut, audioOut := freeUDPPort(t), freeUDPPort(t)
+			videoOut, audioOut := appPorts.Take(t), appPorts.Take(t)
 			r := a.Client.Expect(202, "POST", "/media/connections", map[string]any{
 				"peer_id": caller.ID, "token": caller.Token, "target_id": callee.ID,
 				"constraints": map[string]any{
@@ -106,7 +100,7 @@ func TestMediaGStreamerThroughTwoGateways(t *testing.T) {
 					"udpsrc address=127.0.0.1 port=%d caps=application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=109 ! "+
 					"rtpjitterbuffer latency=100 ! rtpopusdepay ! opusdec ! fakesink name=audio silent=false sync=false",
 				videoOut, tc.codec, tc.calleePT, tc.depay, tc.dec, audioOut), "video", "audio")
-			gwtest.WaitUDPBound(t, videoOut, audioOut)
+			recv.WaitBound(t, videoOut, audioOut)
 			a.Client.WaitEvent(mcPath(callerMC, "/events"), "READY", 20*time.Second)
 			// The sending app: the caller sample's pipeline.
 			gwtest.StartGst(t, fmt.Sprintf(

@@ -56,7 +56,7 @@ func TestBrowserCallsGw(t *testing.T) {
 						"udpsrc address=127.0.0.1 port=%d caps=application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=%d "+
 						"! rtpjitterbuffer latency=100 ! rtpopusdepay ! opusdec ! fakesink name=audio silent=false sync=false",
 					vOut, tc.codec, videoPT, tc.decode, aOut, audioPT), "video", "audio")
-				gwtest.WaitUDPBound(t, vOut, aOut)
+				recv.WaitBound(t, vOut, aOut)
 				args := []string{"--id", id, "--codec", tc.codec, "--audio",
 					"--video-pt", strconv.Itoa(videoPT), "--audio-pt", strconv.Itoa(audioPT),
 					"--width", "320", "--height", "240", "--fps", "15", "--kbps", "300",

@@ -164,22 +164,28 @@ func (g *Gst) WaitBuffers(t testing.TB, sink string, n int, timeout time.Duratio
 	}
 }
 
-// WaitUDPBound waits until something holds UDP port on 127.0.0.1 (a
-// pipeline's udpsrc): what is sent there before is lost.
-func WaitUDPBound(t testing.TB, ports ...int) {
+// WaitBound waits until something holds each UDP port on 127.0.0.1 (the
+// pipeline's udpsrc elements): what is sent there before is lost. A
+// pipeline that exits first (its bind failed) fails the test with what it
+// said.
+func (g *Gst) WaitBound(t testing.TB, ports ...int) {
 	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for _, port := range ports {
-		deadline := time.Now().Add(30 * time.Second)
 		for {
 			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 			if err != nil {
 				break
 			}
 			c.Close()
-			if time.Now().After(deadline) {
-				t.Fatalf("nothing bound UDP port %d within 30s", port)
+			select {
+			case <-g.done:
+				t.Fatalf("pipeline exited before binding UDP port %d:\n%s", port, g.Output())
+			case <-time.After(20 * time.Millisecond):
 			}
-			time.Sleep(20 * time.Millisecond)
+			if time.Now().After(deadline) {
+				t.Fatalf("nothing bound UDP port %d within 30s; pipeline said:\n%s", port, g.Output())
+			}
 		}
 	}
 }
