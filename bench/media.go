@@ -48,12 +48,14 @@ var mediaFlags = struct {
 	latRate, goalRate, startRate, maxRate  *float64
 	frames                                 *string
 	gwBin, gwAlt, gwAltArgs                *string
+	floor                                  *bool
 }{
 	gwAlt:     flag.String("media.gw-alt", "", "also measure this gw binary, as system \"gw-alt\" (before/after comparisons in one run; \"self\": the same binary)"),
 	gwAltArgs: flag.String("media.gw-alt-args", "", "extra flags for the gw-alt processes (instead of -media.gw-args)"),
 	streams:   flag.String("media.streams", "1,8,32", "stream counts (one media connection each)"),
 	systems:   flag.String("media.systems", "gw,baseline", "systems to measure: gw, baseline"),
-	ports:     flag.String("media.ports", "30000-31999", "UDP ports of the relays, in quarters: gw A, gw B, the baseline, its variant"),
+	ports:     flag.String("media.ports", "30000-31999", "UDP ports of the relays, in quarters: gw A, gw B, the baseline (udp-forward in its second half), its variant"),
+	floor:     flag.Bool("media.floor", true, "also measure udp-forward, two plain UDP forwarders in the relays' place (no WebRTC), at the latency point and in the comparisons: what the two process hops cost alone"),
 	gwArgs:    flag.String("media.gw-args", "", "extra flags for both gw processes, space separated (e.g. to compare a setting)"),
 	gwBin:     flag.String("media.gw-bin", "", "use this gw binary instead of building ./cmd/gw (before/after comparisons)"),
 	pprof:     flag.String("media.pprof", "", "directory: take CPU profiles of both gw processes (--pprof-addr) during each max-rate window, and heap profiles as it ends"),
@@ -79,6 +81,7 @@ type mediaOptions struct {
 	PprofDir         string
 	Size             int
 	VariantAt        int
+	Floor            bool // measure udp-forward
 	Trial, Window    time.Duration
 	LatWindow        time.Duration
 	Warmup           time.Duration
@@ -94,7 +97,7 @@ type mediaOptions struct {
 func mediaOptionsFromFlags(env *Env) (mediaOptions, error) {
 	o := mediaOptions{
 		Systems: strings.Split(*mediaFlags.systems, ","), PprofDir: *mediaFlags.pprof, Size: *mediaFlags.size,
-		VariantAt: *mediaFlags.variantAt, Trial: *mediaFlags.trial, Window: env.Duration, LatWindow: *mediaFlags.latWindow,
+		VariantAt: *mediaFlags.variantAt, Floor: *mediaFlags.floor, Trial: *mediaFlags.trial, Window: env.Duration, LatWindow: *mediaFlags.latWindow,
 		Warmup: 300 * time.Millisecond, Steps: *mediaFlags.steps, LatRate: *mediaFlags.latRate, GoalRate: *mediaFlags.goalRate,
 		StartRate: *mediaFlags.startRate, MaxRate: *mediaFlags.maxRate,
 		// The baseline's app-facing sockets get what gw's ports ask for
@@ -121,6 +124,9 @@ func mediaOptionsFromFlags(env *Env) (mediaOptions, error) {
 	}
 	if o.PortMax-o.PortMin < 400 {
 		return o, errors.New("-media.ports: want at least 400 ports")
+	}
+	if n := slices.Max(o.Streams); n > (o.PortMax-o.PortMin)/8 {
+		return o, fmt.Errorf("-media.ports: %d streams need %d ports or more", n, 8*n)
 	}
 	for _, f := range strings.Split(*mediaFlags.frames, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
@@ -175,7 +181,7 @@ func runMedia(ctx context.Context, env *Env) (*Result, error) {
 type mediaCase struct {
 	env    *Env
 	o      mediaOptions
-	system string // "gw", "baseline", "baseline-gcm128"
+	system string // "gw", "gw-alt", "baseline", "baseline-gcm128", "udp-forward"
 	n      int
 	relay  relay
 	sink   *rtpload.Sink
@@ -211,6 +217,8 @@ func newMediaCase(ctx context.Context, env *Env, o mediaOptions, system string, 
 			base = o.PortMin + 3*(o.PortMax-o.PortMin)/4 + 1
 		}
 		c.relay, err = newBaselineRelay(ctx, env, n, base, srtp, c.sink.Addr(), o.BaselineRcvbuf)
+	case "udp-forward":
+		c.relay, err = newBaselineRelay(ctx, env, n, o.PortMin+5*(o.PortMax-o.PortMin)/8+1, "none", c.sink.Addr(), o.BaselineRcvbuf)
 	default:
 		err = fmt.Errorf("no system %q", system)
 	}
@@ -486,8 +494,13 @@ func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, erro
 		}
 		// Set up every system, and measure latency on evenly spaced
 		// packets (in bursts, a packet's latency is mostly its wait
-		// behind the burst).
-		for _, system := range o.Systems {
+		// behind the burst). udp-forward, the floor, is measured there
+		// and in the comparisons only.
+		setUp := slices.Clone(o.Systems)
+		if o.Floor {
+			setUp = append(setUp, "udp-forward")
+		}
+		for _, system := range setUp {
 			c, err := newMediaCase(ctx, env, o, system, n)
 			if err != nil {
 				closeAll()
@@ -508,7 +521,7 @@ func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, erro
 			// overloads the relay (its trials offer up to twice what
 			// passes, and pion's per-connection queues fill then): the
 			// goal rate over all streams, in every pattern.
-			if o.GoalRate > 0 {
+			if o.GoalRate > 0 && system != "udp-forward" {
 				for _, frames := range o.Frames {
 					c.gen.Frames = frames
 					w, err := c.run(ctx, o.GoalRate, o.Window, o.Warmup)
@@ -629,7 +642,7 @@ func mediaPattern(ctx context.Context, env *Env, o mediaOptions, n int, frames f
 	}
 	common = max(o.LatRate, 0.8*common)
 	best := map[string]mediaWindow{}
-	systems := append(slices.Clone(o.Systems), "baseline-gcm128")
+	systems := append(slices.Clone(o.Systems), "baseline-gcm128", "udp-forward")
 	for round := 0; round < 2; round++ {
 		for _, system := range systems {
 			c := cases[system]
@@ -727,11 +740,15 @@ func mediaGoals(points []mediaPoint, o mediaOptions) []Goal {
 				continue
 			}
 			ratio := b.w.cpuPerMpkt() / g.w.cpuPerMpkt()
+			detail := fmt.Sprintf("%.2f× at %.0f pkt/s (gw %.2f, baseline %.2f CPU-s per Mpkt, both relay processes)",
+				ratio, g.w.offered, g.w.cpuPerMpkt(), b.w.cpuPerMpkt())
+			if f, ok := findPoint(points, "udp-forward", n, traffic, "compare"); ok {
+				detail += fmt.Sprintf("; two plain UDP forwarders in their place (udp-forward) %.2f", f.w.cpuPerMpkt())
+			}
 			goals = append(goals, Goal{
-				Name: fmt.Sprintf("gw ≥ 2× the baseline's packets per CPU-second, %d stream(s), %s", n, traffic),
-				Pass: ratio >= 2,
-				Detail: fmt.Sprintf("%.2f× at %.0f pkt/s (gw %.2f, baseline %.2f CPU-s per Mpkt, both relay processes)",
-					ratio, g.w.offered, g.w.cpuPerMpkt(), b.w.cpuPerMpkt()),
+				Name:   fmt.Sprintf("gw ≥ 2× the baseline's packets per CPU-second, %d stream(s), %s", n, traffic),
+				Pass:   ratio >= 2,
+				Detail: detail,
 			})
 		}
 	}
@@ -747,11 +764,16 @@ func mediaGoals(points []mediaPoint, o mediaOptions) []Goal {
 	}
 	if p, ok := findPoint(points, "gw", 1, trafficName(0), "latency"); ok {
 		h, _ := findPoint(points, "harness", 1, trafficName(0), "harness")
+		detail := fmt.Sprintf("p50 %s, p99 %s, p99.9 %s from the app's send to the packet's arrival at the other app, over %d packets (the harness alone: p99 %s); to the app's read: p99 %s (the harness alone: %s); the hypervisor took %.1f%% of the CPUs' time meanwhile (steal)",
+			fmtDur(p.w.p50), fmtDur(p.w.p99), fmtDur(p.w.p999), p.w.latN, fmtDur(h.w.p99), fmtDur(p.w.appP99), fmtDur(h.w.appP99), 100*p.w.steal)
+		if f, ok := findPoint(points, "udp-forward", 1, trafficName(0), "latency"); ok {
+			detail += fmt.Sprintf("; two plain UDP forwarders in gw's place (udp-forward): p50 %s, p99 %s, with %.1f%% steal",
+				fmtDur(f.w.p50), fmtDur(f.w.p99), 100*f.w.steal)
+		}
 		goals = append(goals, Goal{
-			Name: fmt.Sprintf("p99 added latency ≤ 1 ms at %.0f packets/s (one stream, paced)", o.LatRate),
-			Pass: p.w.p99 <= time.Millisecond && p.w.latN > 0,
-			Detail: fmt.Sprintf("p50 %s, p99 %s, p99.9 %s from the app's send to the packet's arrival at the other app, over %d packets (the harness alone: p99 %s); to the app's read: p99 %s (the harness alone: %s); the hypervisor took %.1f%% of the CPUs' time meanwhile (steal)",
-				fmtDur(p.w.p50), fmtDur(p.w.p99), fmtDur(p.w.p999), p.w.latN, fmtDur(h.w.p99), fmtDur(p.w.appP99), fmtDur(h.w.appP99), 100*p.w.steal),
+			Name:   fmt.Sprintf("p99 added latency ≤ 1 ms at %.0f packets/s (one stream, paced)", o.LatRate),
+			Pass:   p.w.p99 <= time.Millisecond && p.w.latN > 0,
+			Detail: detail,
 		})
 	}
 	// VmHWM is the peak since the process started: the last pattern's
@@ -782,7 +804,7 @@ func fmtDur(d time.Duration) string {
 
 func mediaNotes(o mediaOptions, srtp map[string]string) []string {
 	var prof []string
-	for _, s := range []string{"gw", "gw-alt", "baseline", "baseline-gcm128"} {
+	for _, s := range []string{"gw", "gw-alt", "baseline", "baseline-gcm128", "udp-forward"} {
 		if p, ok := srtp[s]; ok {
 			prof = append(prof, s+": "+p)
 		}
@@ -795,13 +817,14 @@ func mediaNotes(o mediaOptions, srtp map[string]string) []string {
 		"CPU: both relay processes (schedstat of their threads) per million packets delivered; send = the side apps send to, recv = the side that delivers; switches = times the process's threads were switched onto a CPU (schedstat: each wake-up or preemption) per packet delivered; RSS = VmRSS at the end of the window, peak = VmHWM; goroutines from gw's /metrics and the baseline's /stats; steal = share of all CPUs' time in the window that the hypervisor gave to others while a vCPU had work (/proc/stat), which stalls whatever ran there",
 		"SRTP profiles negotiated: " + strings.Join(prof, "; "),
 		"baseline: bench/baseline, pion's rtp-to-webrtc way: ReadFromUDP + WriteRTP per packet, ReadRTP + Marshal + WriteToUDP on the other side, pion's default interceptors, 4 MiB receive buffers on its app sockets like gw's ports",
+		"udp-forward: bench/baseline -role forward, two processes in the relays' place that pass each datagram on with ReadFromUDP + WriteToUDP, no WebRTC: the latency and CPU that the two process hops cost on this machine whatever the relay does (-media.floor)",
 	}
 }
 
 // mediaCharts: per stream count, each system's packets per CPU-second,
 // highest zero-loss rate and memory for each traffic pattern, and latency.
 func mediaCharts(points []mediaPoint, o mediaOptions) []Chart {
-	systems := []string{"gw", "gw-alt", "baseline", "baseline-gcm128"}
+	systems := []string{"gw", "gw-alt", "baseline", "baseline-gcm128", "udp-forward"}
 	series := func(point, traffic string, f func(mediaWindow) float64, name func(string) string, only ...string) []Series {
 		var out []Series
 		for _, s := range systems {
@@ -848,7 +871,7 @@ func mediaCharts(points []mediaPoint, o mediaOptions) []Chart {
 		{"p99", func(w mediaWindow) float64 { return float64(w.p99) / 1e3 }},
 		{"p99.9", func(w mediaWindow) float64 { return float64(w.p999) / 1e3 }},
 	} {
-		lat = append(lat, series("latency", trafficName(0), q.f, func(s string) string { return s + " " + q.name }, "gw", "baseline")...)
+		lat = append(lat, series("latency", trafficName(0), q.f, func(s string) string { return s + " " + q.name }, "gw", "baseline", "udp-forward")...)
 	}
 	return []Chart{
 		{Name: "media-efficiency", Title: "Packets per CPU-second (both relay processes, same rate)", X: "streams", Y: "packets / CPU-second",

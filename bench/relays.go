@@ -203,10 +203,15 @@ type baselineStats struct {
 }
 
 // newBaselineRelay starts the baseline's two processes with n streams on
-// ports from portBase; srtp is "default" or "gcm128".
+// ports from portBase; srtp is "default" or "gcm128", or "none": the
+// forward role (plain UDP forwarders, the two process hops alone).
 func newBaselineRelay(ctx context.Context, env *Env, n, portBase int, srtp string, sink netip.AddrPort, rcvbuf int) (*baselineRelay, error) {
 	r := &baselineRelay{profile: srtp}
-	recv, line, err := startChild("baseline recv", bins.baseline, []string{"-role", "recv", "-dst", sink.String(), "-srtp", srtp}, true)
+	name, args := "baseline", []string{"-role", "recv", "-dst", sink.String(), "-srtp", srtp}
+	if srtp == "none" {
+		name, args = "udp-forward", []string{"-role", "forward", "-port-base", "0", "-dst", sink.String(), "-rcvbuf", strconv.Itoa(rcvbuf)}
+	}
+	recv, line, err := startChild(name+" recv", bins.baseline, args, true)
 	if err != nil {
 		return nil, err
 	}
@@ -214,11 +219,21 @@ func newBaselineRelay(ctx context.Context, env *Env, n, portBase int, srtp strin
 	addr, ok := strings.CutPrefix(line, "listening ")
 	if !ok {
 		r.close()
-		return nil, fmt.Errorf("baseline recv said %q", line)
+		return nil, fmt.Errorf("%s recv said %q", name, line)
 	}
 	r.recvAPI = newREST("http://" + addr)
-	send, line, err := startChild("baseline send", bins.baseline, []string{"-role", "send", "-peer", "http://" + addr,
-		"-streams", strconv.Itoa(n), "-port-base", strconv.Itoa(portBase), "-srtp", srtp, "-rcvbuf", strconv.Itoa(rcvbuf)}, true)
+	args = []string{"-role", "send", "-peer", "http://" + addr, "-srtp", srtp}
+	if srtp == "none" {
+		// The forward role's ports are open before it prints its line.
+		var s baselineStats
+		if err := r.recvAPI.call(ctx, "GET", "/stats", nil, http.StatusOK, &s); err != nil || len(s.Ports) != 1 {
+			r.close()
+			return nil, fmt.Errorf("udp-forward recv: no port (%v)", err)
+		}
+		args = []string{"-role", "forward", "-dst", fmt.Sprintf("127.0.0.1:%d", s.Ports[0])}
+	}
+	args = append(args, "-streams", strconv.Itoa(n), "-port-base", strconv.Itoa(portBase), "-rcvbuf", strconv.Itoa(rcvbuf))
+	send, line, err := startChild(name+" send", bins.baseline, args, true)
 	if err != nil {
 		r.close()
 		return nil, err
@@ -236,17 +251,17 @@ func newBaselineRelay(ctx context.Context, env *Env, n, portBase int, srtp strin
 			break
 		}
 		if r.send.exited() || r.recv.exited() {
-			err := fmt.Errorf("baseline exited during setup\n-- send:\n%s\n-- recv:\n%s", r.send.logs.String(), r.recv.logs.String())
+			err := fmt.Errorf("%s exited during setup\n-- send:\n%s\n-- recv:\n%s", name, r.send.logs.String(), r.recv.logs.String())
 			r.close()
 			return nil, err
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			r.close()
-			return nil, fmt.Errorf("baseline: %d streams not connected within 2 minutes", n)
+			return nil, fmt.Errorf("%s: %d streams not connected within 2 minutes", name, n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	env.Logf("    baseline (%s): %d streams ready", srtp, n)
+	env.Logf("    %s (%s): %d streams ready", name, srtp, n)
 	return r, nil
 }
 
@@ -263,6 +278,9 @@ func (r *baselineRelay) goroutines() [2]int {
 }
 
 func (r *baselineRelay) srtp() string {
+	if r.profile == "none" {
+		return "none (no WebRTC)"
+	}
 	s := r.stats(r.recvAPI)
 	if len(s.SRTP) == 0 {
 		return "?"

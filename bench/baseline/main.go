@@ -16,6 +16,14 @@
 //
 // Both serve GET /stats: streams connected, goroutines, the SRTP profile
 // DTLS negotiated. The bench process reads CPU and memory from /proc.
+//
+// A third role takes WebRTC out, for the cost of the two process hops
+// alone:
+//
+//	baseline -role forward -streams N -port-base B -dst 127.0.0.1:D
+//
+// opens ports B..B+N-1 (B 0: ports the kernel picks) and sends each
+// datagram read there with ReadFromUDP on to -dst with WriteToUDP.
 package main
 
 import (
@@ -41,14 +49,14 @@ import (
 )
 
 var (
-	role     = flag.String("role", "", "send or recv")
+	role     = flag.String("role", "", "send, recv or forward")
 	apiAddr  = flag.String("api", "127.0.0.1:0", "HTTP address for /offer (recv) and /stats")
 	peerURL  = flag.String("peer", "", "send: base URL of the recv side")
-	dst      = flag.String("dst", "", "recv: where received RTP goes (host:port)")
-	streams  = flag.Int("streams", 1, "send: number of streams (one PeerConnection each)")
-	portBase = flag.Int("port-base", 31000, "send: first UDP port apps send RTP to")
+	dst      = flag.String("dst", "", "recv, forward: where received RTP goes (host:port)")
+	streams  = flag.Int("streams", 1, "send, forward: number of streams (one PeerConnection, or one port, each)")
+	portBase = flag.Int("port-base", 31000, "send, forward: first UDP port apps send RTP to (forward: 0 lets the kernel pick)")
 	srtpMode = flag.String("srtp", "default", "SRTP profiles offered: default (pion's: AES-256-GCM first) or gcm128 (AES-128-GCM first, what gw prefers)")
-	rcvbuf   = flag.Int("rcvbuf", 0, "send: SO_RCVBUF of each app-facing UDP socket (0: the kernel default, as in pion's example)")
+	rcvbuf   = flag.Int("rcvbuf", 0, "send, forward: SO_RCVBUF of each app-facing UDP socket (0: the kernel default, as in pion's example)")
 )
 
 // codec is what both sides use: H.264, as a camera pipeline sends.
@@ -102,8 +110,16 @@ func main() {
 		if *peerURL == "" {
 			log.Fatal("-peer is required")
 		}
+	case "forward":
+		d, err := net.ResolveUDPAddr("udp4", *dst)
+		if err != nil {
+			log.Fatalf("-dst: %v", err)
+		}
+		if err := forwardAll(d); err != nil {
+			log.Fatal(err)
+		}
 	default:
-		log.Fatal("-role send or recv")
+		log.Fatal("-role send, recv or forward")
 	}
 	go func() { _ = http.Serve(ln, mux) }()
 	// The bench process reads the address from the first line.
@@ -210,6 +226,44 @@ func relayIn(conn *net.UDPConn, t *webrtc.TrackLocalStaticRTP) {
 			return
 		}
 		packets.Add(1)
+	}
+}
+
+// forwardAll opens the forward role's ports, each with its loop.
+func forwardAll(d *net.UDPAddr) error {
+	for i := range *streams {
+		port := 0
+		if *portBase != 0 {
+			port = *portBase + i
+		}
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			return err
+		}
+		if *rcvbuf > 0 {
+			_ = conn.SetReadBuffer(*rcvbuf)
+		}
+		go forward(conn, d)
+		mu.Lock()
+		ports = append(ports, conn.LocalAddr().(*net.UDPAddr).Port)
+		mu.Unlock()
+		connected.Add(1)
+	}
+	return nil
+}
+
+// forward is the relay's loop with WebRTC taken out: one ReadFromUDP, one
+// WriteToUDP.
+func forward(conn *net.UDPConn, d *net.UDPAddr) {
+	buf := make([]byte, 1600)
+	for {
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		if _, err := conn.WriteToUDP(buf[:n], d); err == nil {
+			packets.Add(1)
+		}
 	}
 }
 
