@@ -170,12 +170,9 @@ func sendAll() error {
 	api := newAPI()
 	for i := range *streams {
 		port := *portBase + i
-		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		conn, err := appPort(port)
 		if err != nil {
 			return err
-		}
-		if *rcvbuf > 0 {
-			_ = conn.SetReadBuffer(*rcvbuf)
 		}
 		pc, err := api.NewPeerConnection(webrtc.Configuration{})
 		if err != nil {
@@ -210,6 +207,16 @@ func sendAll() error {
 	return nil
 }
 
+// appPort opens a port apps send to (0: one the kernel picks), with
+// -rcvbuf.
+func appPort(port int) (*net.UDPConn, error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err == nil && *rcvbuf > 0 {
+		_ = conn.SetReadBuffer(*rcvbuf)
+	}
+	return conn, err
+}
+
 // relayIn is the example's loop: one ReadFromUDP, one WriteRTP.
 func relayIn(conn *net.UDPConn, t *webrtc.TrackLocalStaticRTP) {
 	buf := make([]byte, 1600)
@@ -236,12 +243,9 @@ func forwardAll(d *net.UDPAddr) error {
 		if *portBase != 0 {
 			port = *portBase + i
 		}
-		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		conn, err := appPort(port)
 		if err != nil {
 			return err
-		}
-		if *rcvbuf > 0 {
-			_ = conn.SetReadBuffer(*rcvbuf)
 		}
 		go forward(conn, d)
 		mu.Lock()
