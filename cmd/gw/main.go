@@ -53,6 +53,7 @@ type options struct {
 	pprofAddr       string
 	metricsAddr     string
 	metricsMax      int
+	adaptiveProcs   bool
 }
 
 func gatewayFlags(o *options) *flag.FlagSet {
@@ -74,6 +75,7 @@ func gatewayFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's profiles (net/http/pprof) at http://ADDR/debug/pprof/, for profiling gw (default: off)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve GET /metrics on this address (default: only on the API listener)")
 	fs.IntVar(&o.metricsMax, "metrics-max-streams", metrics.DefaultMaxStreams, "media streams (and data connections) with series of their own in /metrics; more only count in the aggregates")
+	fs.BoolVar(&o.adaptiveProcs, "adaptive-procs", true, "run Go code on one thread while gw's load fits in one CPU, and on all when it does not (fewer thread wake-ups per packet); off when GOMAXPROCS is set or --dataplane-cpus pins workers")
 	fs.String("config", "", "TOML config file (gw's keys, or the original gateway's config.toml)")
 	return fs
 }
@@ -258,6 +260,9 @@ func runGateway(o options, log *slog.Logger) error {
 		return err
 	}
 
+	procsMode, stopGoverning := governProcs(o.adaptiveProcs, len(cpus) > 0, log)
+	defer stopGoverning()
+
 	serving = true
 	errc := make(chan error, 3)
 	if sig != nil {
@@ -270,7 +275,7 @@ func runGateway(o options, log *slog.Logger) error {
 		log.Info("metrics listening", "addr", ms.ln.Addr().String())
 	}
 	log.Info("gw ready", "version", version, "api", apiLn.Addr().String(), "signaling_url", o.signalingURL,
-		"media_addr", mediaIP, "ports", o.portRange, "dataplane", dp.Name())
+		"media_addr", mediaIP, "ports", o.portRange, "dataplane", dp.Name(), "gomaxprocs", procsMode)
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
