@@ -18,11 +18,18 @@ import (
 	"time"
 )
 
-// Policy says when to change. Samples are taken every Interval; a
-// sample's demand is the CPUs the process used plus those its threads
-// waited for while runnable (another process had the CPU).
+// Policy says when to change. A sample's demand is the CPUs the process
+// used plus those its threads waited for while runnable (another process
+// had the CPU).
 type Policy struct {
-	Interval time.Duration
+	// Samples are taken every Interval, and every IdleInterval while the
+	// last one demanded Idle or less: a sample wakes the process, which
+	// on a VM costs about as much as reading the figures, and a gw with
+	// little to do should spend little on watching itself. One P has
+	// room for several times Idle, so a rise from there is caught in
+	// time all the same.
+	Interval, IdleInterval time.Duration
+	Idle                   float64
 	// On one P, a sample demanding more than Up brings the default back at
 	// once, so a rising load is served within one Interval (socket buffers
 	// hold the rest). Counting the waits makes a process that other
@@ -38,8 +45,12 @@ type Policy struct {
 }
 
 // DefaultPolicy changes to one P after two seconds below 0.4 CPUs, and
-// back within 50 ms of a demand above 0.75.
-var DefaultPolicy = Policy{Interval: 50 * time.Millisecond, Up: 0.75, Down: 0.4, Hold: 2 * time.Second}
+// back within 50 ms of a demand above 0.75; below 0.2 it looks four
+// times a second.
+var DefaultPolicy = Policy{
+	Interval: 50 * time.Millisecond, IdleInterval: 250 * time.Millisecond, Idle: 0.2,
+	Up: 0.75, Down: 0.4, Hold: 2 * time.Second,
+}
 
 // state is the governor's decision, apart from clocks and the runtime.
 type state struct {
@@ -83,10 +94,10 @@ var ErrUnsupported = errors.New("procs: process CPU time not available on this s
 // not start a Governor). With a default of one it starts nothing. log
 // gets each change at debug level.
 func Start(p Policy, log *slog.Logger) (*Governor, error) {
-	if p.Interval <= 0 || p.Hold <= 0 || p.Down <= 0 || p.Up <= p.Down {
-		return nil, errors.New("procs: policy needs Interval, Hold > 0 and 0 < Down < Up")
+	if p.Interval <= 0 || p.IdleInterval < p.Interval || p.Hold <= 0 || p.Idle < 0 || p.Down <= p.Idle || p.Up <= p.Down {
+		return nil, errors.New("procs: policy needs 0 < Interval <= IdleInterval, Hold > 0 and 0 <= Idle < Down < Up")
 	}
-	if _, err := demand(); err != nil {
+	if _, err := cpuTime(); err != nil {
 		return nil, err
 	}
 	runtime.SetDefaultGOMAXPROCS()
@@ -113,7 +124,13 @@ func (g *Governor) Stop() {
 func (g *Governor) run(p Policy, log *slog.Logger) {
 	defer close(g.done)
 	defer runtime.SetDefaultGOMAXPROCS()
-	t := time.NewTicker(p.Interval)
+	var w waits
+	defer w.close()
+	demand := func() (time.Duration, error) {
+		cpu, err := cpuTime()
+		return cpu + w.total(), err
+	}
+	t := time.NewTimer(p.Interval)
 	defer t.Stop()
 	var s state
 	lastWall := time.Now()
@@ -122,24 +139,31 @@ func (g *Governor) run(p Policy, log *slog.Logger) {
 		select {
 		case <-g.stop:
 			return
-		case now := <-t.C:
-			d, err := demand()
-			dt := now.Sub(lastWall)
-			if err != nil || dt <= 0 {
-				continue
-			}
-			// A thread that ended took its waits along: never below zero.
-			x := max(float64(d-last), 0) / float64(dt)
-			lastWall, last = now, d
-			if !s.step(p, x, dt) {
-				continue
-			}
-			if s.one {
-				runtime.GOMAXPROCS(1)
-			} else {
-				runtime.SetDefaultGOMAXPROCS()
-			}
-			log.Debug("GOMAXPROCS changed", "gomaxprocs", runtime.GOMAXPROCS(0), "demand_cpus", x)
+		case <-t.C:
 		}
+		d, err := demand()
+		now := time.Now()
+		dt := now.Sub(lastWall)
+		if err != nil || dt <= 0 {
+			t.Reset(p.Interval)
+			continue
+		}
+		// A thread that ended took its waits along: never below zero.
+		x := max(float64(d-last), 0) / float64(dt)
+		lastWall, last = now, d
+		if x <= p.Idle {
+			t.Reset(p.IdleInterval)
+		} else {
+			t.Reset(p.Interval)
+		}
+		if !s.step(p, x, dt) {
+			continue
+		}
+		if s.one {
+			runtime.GOMAXPROCS(1)
+		} else {
+			runtime.SetDefaultGOMAXPROCS()
+		}
+		log.Debug("GOMAXPROCS changed", "gomaxprocs", runtime.GOMAXPROCS(0), "demand_cpus", x)
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 func TestStep(t *testing.T) {
-	p := Policy{Interval: 100 * time.Millisecond, Up: 0.75, Down: 0.4, Hold: 300 * time.Millisecond}
+	p := Policy{Interval: 100 * time.Millisecond, IdleInterval: 100 * time.Millisecond, Up: 0.75, Down: 0.4, Hold: 300 * time.Millisecond}
 	dt := p.Interval
 	var s state
 	steps := []struct {
@@ -42,12 +42,16 @@ func TestStep(t *testing.T) {
 }
 
 func TestStartRefusesBadPolicy(t *testing.T) {
-	for _, p := range []Policy{
-		{},
-		{Interval: time.Millisecond, Up: 0.5, Down: 0.5, Hold: time.Second},
-		{Interval: time.Millisecond, Up: 0.5, Down: 0, Hold: time.Second},
-		{Interval: time.Millisecond, Up: 0.5, Down: 0.1},
+	for _, change := range []func(p *Policy){
+		func(p *Policy) { *p = Policy{} },
+		func(p *Policy) { p.Down = p.Up },
+		func(p *Policy) { p.Down = p.Idle },
+		func(p *Policy) { p.Idle = -1 },
+		func(p *Policy) { p.Hold = 0 },
+		func(p *Policy) { p.IdleInterval = p.Interval / 2 },
 	} {
+		p := DefaultPolicy
+		change(&p)
 		if g, err := Start(p, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
 			g.Stop()
 			t.Errorf("Start(%+v) accepted", p)
@@ -66,7 +70,7 @@ func TestGovernsByLoad(t *testing.T) {
 	}
 	defer runtime.SetDefaultGOMAXPROCS()
 	p := DefaultPolicy
-	p.Interval, p.Hold = 20*time.Millisecond, 200*time.Millisecond
+	p.Interval, p.IdleInterval, p.Hold = 20*time.Millisecond, 40*time.Millisecond, 200*time.Millisecond
 	g, err := Start(p, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,9 @@ package procs
 import (
 	"os/exec"
 	"runtime"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -21,7 +23,9 @@ func TestRunWaitsSeesCrowding(t *testing.T) {
 			hog.Wait()
 		}()
 	}
-	before := runWaits()
+	var w waits
+	defer w.close()
+	before := w.total()
 	var burning atomic.Bool
 	burning.Store(true)
 	done := make(chan struct{})
@@ -35,7 +39,39 @@ func TestRunWaitsSeesCrowding(t *testing.T) {
 	<-done
 	// Sharing a CPU with a hog, the burning thread waits about half the
 	// time.
-	if waited := runWaits() - before; waited < 100*time.Millisecond {
+	if waited := w.total() - before; waited < 100*time.Millisecond {
 		t.Fatalf("a thread crowded for 1 s waited %v to run", waited)
+	}
+}
+
+// The main goroutine keeps the main thread, so no test goroutine runs
+// there: one that returns locked to its thread then ends that thread (the
+// runtime never ends the main one).
+func init() { runtime.LockOSThread() }
+
+// A thread that ends leaves the sum, and its file is closed.
+func TestWaitsForgetEndedThreads(t *testing.T) {
+	var w waits
+	defer w.close()
+	tids := make(chan int)
+	release := make(chan struct{})
+	go func() {
+		// Returning locked ends the thread.
+		runtime.LockOSThread()
+		tids <- syscall.Gettid()
+		<-release
+	}()
+	tid := strconv.Itoa(<-tids)
+	w.total()
+	if w.files[tid] == nil {
+		t.Fatalf("thread %s not among %d listed", tid, len(w.files))
+	}
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for w.total(); w.files[tid] != nil; w.total() {
+		if time.Now().After(deadline) {
+			t.Fatalf("thread %s still listed 5 s after it ended", tid)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -4,5 +4,9 @@ package procs
 
 import "time"
 
-// runWaits: the system does not tell; demand is the CPU time alone.
-func runWaits() time.Duration { return 0 }
+// waits: the system does not tell how long threads waited to run, so
+// demand is the CPU time alone.
+type waits struct{}
+
+func (*waits) total() time.Duration { return 0 }
+func (*waits) close()               {}
