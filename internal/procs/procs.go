@@ -1,14 +1,14 @@
 // Package procs sets how many threads run the process's Go code at once
-// (GOMAXPROCS) from the process's load: one while the work fits in one,
+// (GOMAXPROCS) from the process's demand: one while the work fits in one,
 // the runtime's default when it does not.
 //
 // pion hands each received packet through a chain of goroutines. While a
 // second P is idle, every hand-off wakes a thread on another CPU, which
 // finds nothing to run once the sender has gone back to waiting; on the
 // VM gw is benchmarked on, that wake-up costs more than the packet's own
-// work. On
-// one P the chain runs back to back on one thread. Under load the other
-// CPUs are needed, and their threads are busy anyway, so little is wasted.
+// work. On one P the chain runs back to back on one thread. Under load
+// the other CPUs are needed, and their threads are busy anyway, so little
+// is wasted.
 package procs
 
 import (
@@ -126,31 +126,28 @@ func (g *Governor) run(p Policy, log *slog.Logger) {
 	defer runtime.SetDefaultGOMAXPROCS()
 	var w waits
 	defer w.close()
-	demand := func() (time.Duration, error) {
-		cpu, err := cpuTime()
-		return cpu + w.total(), err
-	}
 	t := time.NewTimer(p.Interval)
 	defer t.Stop()
 	var s state
 	lastWall := time.Now()
-	last, _ := demand()
+	lastCPU, _ := cpuTime()
+	w.since()
 	for {
 		select {
 		case <-g.stop:
 			return
 		case <-t.C:
 		}
-		d, err := demand()
+		cpu, err := cpuTime()
+		waited := w.since()
 		now := time.Now()
 		dt := now.Sub(lastWall)
 		if err != nil || dt <= 0 {
 			t.Reset(p.Interval)
 			continue
 		}
-		// A thread that ended took its waits along: never below zero.
-		x := max(float64(d-last), 0) / float64(dt)
-		lastWall, last = now, d
+		x := float64(cpu-lastCPU+waited) / float64(dt)
+		lastWall, lastCPU = now, cpu
 		if x <= p.Idle {
 			t.Reset(p.IdleInterval)
 		} else {

@@ -23,9 +23,6 @@ func TestRunWaitsSeesCrowding(t *testing.T) {
 			hog.Wait()
 		}()
 	}
-	var w waits
-	defer w.close()
-	before := w.total()
 	var burning atomic.Bool
 	burning.Store(true)
 	done := make(chan struct{})
@@ -34,12 +31,18 @@ func TestRunWaitsSeesCrowding(t *testing.T) {
 		for burning.Load() {
 		}
 	}()
+	// Listed once the burning thread runs.
+	time.Sleep(100 * time.Millisecond)
+	var w waits
+	defer w.close()
+	w.since()
 	time.Sleep(time.Second)
+	waited := w.since()
 	burning.Store(false)
 	<-done
 	// Sharing a CPU with a hog, the burning thread waits about half the
 	// time.
-	if waited := w.total() - before; waited < 100*time.Millisecond {
+	if waited < 100*time.Millisecond {
 		t.Fatalf("a thread crowded for 1 s waited %v to run", waited)
 	}
 }
@@ -62,13 +65,13 @@ func TestWaitsForgetEndedThreads(t *testing.T) {
 		<-release
 	}()
 	tid := strconv.Itoa(<-tids)
-	w.total()
-	if w.files[tid] == nil {
-		t.Fatalf("thread %s not among %d listed", tid, len(w.files))
+	w.since()
+	if w.threads[tid] == nil {
+		t.Fatalf("thread %s not among %d listed", tid, len(w.threads))
 	}
 	close(release)
 	deadline := time.Now().Add(5 * time.Second)
-	for w.total(); w.files[tid] != nil; w.total() {
+	for w.since(); w.threads[tid] != nil; w.since() {
 		if time.Now().After(deadline) {
 			t.Fatalf("thread %s still listed 5 s after it ended", tid)
 		}

@@ -8,5 +8,5 @@ import "time"
 // demand is the CPU time alone.
 type waits struct{}
 
-func (*waits) total() time.Duration { return 0 }
+func (*waits) since() time.Duration { return 0 }
 func (*waits) close()               {}
