@@ -45,8 +45,8 @@ type Policy struct {
 }
 
 // DefaultPolicy changes to one P after two seconds below 0.4 CPUs, and
-// back within 50 ms of a demand above 0.75; below 0.2 it looks four
-// times a second.
+// back at the first sample above 0.75: within 50 ms, or 250 ms when the
+// last sample was below 0.2 (it looks four times a second then).
 var DefaultPolicy = Policy{
 	Interval: 50 * time.Millisecond, IdleInterval: 250 * time.Millisecond, Idle: 0.2,
 	Up: 0.75, Down: 0.4, Hold: 2 * time.Second,
