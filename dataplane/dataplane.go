@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Packet is one datagram.
@@ -138,6 +139,13 @@ type Config struct {
 	// them (FeatureGSO, FeatureGRO, FeatureRxqOvfl):
 	// for troubleshooting, and for measuring what each one buys.
 	Disable Features
+	// Linger, if positive, is the tick workers wait for before reading
+	// again while the dataplane receives at least LingerRate packets/s
+	// over all its ports (--dataplane-linger): datagrams then travel in
+	// batches, one thread wake-up per tick instead of one per datagram,
+	// for at most Linger of added latency.
+	Linger     time.Duration
+	LingerRate int
 }
 
 // Defaults.
@@ -280,6 +288,9 @@ func New(name string, cfg Config) (Dataplane, error) {
 	}
 	if cfg.SockBuf == 0 {
 		cfg.SockBuf = DefaultSockBuf
+	}
+	if cfg.Linger < 0 || cfg.LingerRate < 0 {
+		return nil, fmt.Errorf("dataplane: negative linger (%v at %d packets/s)", cfg.Linger, cfg.LingerRate)
 	}
 	if cfg.BufSize < 0 || cfg.BatchSize < 0 || cfg.SockBuf < 0 {
 		return nil, fmt.Errorf("dataplane: negative size in config (buf %d, batch %d, sockbuf %d)", cfg.BufSize, cfg.BatchSize, cfg.SockBuf)

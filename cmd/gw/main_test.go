@@ -97,6 +97,8 @@ func TestBadSettings(t *testing.T) {
 		{"--ice-transport-policy", "relay", "--ice-server", "stun:x"},
 		{"--dataplane", "nope"},
 		{"--dataplane-cpus", "a"},
+		{"--dataplane-linger", "-1ms"},
+		{"--dataplane-linger", "soon"},
 		{"--no-such-flag"},
 	} {
 		args := append([]string{"--api-addr", "127.0.0.1:0", "--signaling-addr", "127.0.0.1:0"}, args...)

@@ -54,10 +54,10 @@ type base struct {
 	pl     *plane
 	num    int // port number from the allocator; 0 for egress
 	local  netip.AddrPort
-	conn   *net.UDPConn
-	rc     syscall.RawConn
-	egress bool // send-only: no worker
-	cpu    int  // CPU to pin the worker to, -1 for none
+	conn   *net.UDPConn    // nil once an mmsg port has detached its socket
+	rc     syscall.RawConn // the socket, for system calls
+	egress bool            // send-only: no worker
+	cpu    int             // CPU to pin the worker to, -1 for none
 
 	sink atomic.Pointer[sinkRef]
 	feat atomic.Uint32
@@ -71,6 +71,8 @@ type base struct {
 	// release frees the implementation's resources (buffers, mappings); it
 	// runs once, after the worker has exited.
 	release func()
+	// closeSock closes the socket, waking a worker that waits on it.
+	closeSock func() error
 }
 
 func (b *base) init(pl *plane, num int, conn *net.UDPConn, egress bool) error {
@@ -79,6 +81,7 @@ func (b *base) init(pl *plane, num int, conn *net.UDPConn, egress bool) error {
 		return err
 	}
 	b.pl, b.num, b.conn, b.rc, b.egress = pl, num, conn, rc, egress
+	b.closeSock = conn.Close
 	b.local = conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	b.local = netip.AddrPortFrom(b.local.Addr().Unmap(), b.local.Port())
 	b.done = make(chan struct{})
@@ -185,7 +188,7 @@ func (b *base) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
 		b.closing.Store(true)
-		err = b.conn.Close()
+		err = b.closeSock()
 		if b.egress {
 			b.finish()
 		}

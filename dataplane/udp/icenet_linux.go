@@ -36,7 +36,7 @@ func (s *iceSender) setup(_ *net.UDPConn, rc syscall.RawConn) error {
 	if err != nil {
 		return err
 	}
-	s.b.init(rc, family, gso, nil)
+	s.b.init(rc, true, family, gso, nil)
 	return nil
 }
 

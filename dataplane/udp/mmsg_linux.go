@@ -2,7 +2,10 @@ package udp
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
+	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -43,12 +46,19 @@ type mmsgPort struct {
 	spill   []byte // GRO spill areas (mmap), nil without GRO
 	stride  int    // bytes per slot in spill: BufSize prefix + groSpill
 	pkts    []dataplane.Packet
-	readFn  func(fd uintptr) bool
-	rn      int           // readFn result: messages read
-	rerr    syscall.Errno // readFn result: error
-	rcalls  uint64        // recvmmsg calls since last counted
-	ovfl    uint32        // last SO_RXQ_OVFL value seen
-	groBufs atomic.Uint64 // coalesced buffers split (tests, bench)
+	readFn  func(fd uintptr) bool // for waitRC.Read: waits for a datagram
+	pollFn  func(fd uintptr)      // for rc.Control: does not (linger)
+	linger  portLinger
+
+	sock    *os.File        // the socket, unknown to the netpoller (detach)
+	wmu     sync.Mutex      // guards waiter against Close
+	waiter  *os.File        // registered duplicate of sock, in wait mode
+	waitRC  syscall.RawConn // waiter's, used by the worker only
+	rn      int             // readFn result: messages read
+	rerr    syscall.Errno   // readFn result: error
+	rcalls  uint64          // recvmmsg calls since last counted
+	ovfl    uint32          // last SO_RXQ_OVFL value seen
+	groBufs atomic.Uint64   // coalesced buffers split (tests, bench)
 }
 
 func listenMmsg(pl *plane, num int, egress bool) (port, error) {
@@ -60,6 +70,12 @@ func listenMmsg(pl *plane, num int, egress bool) (port, error) {
 	if err := p.init(pl, num, conn, egress); err != nil {
 		conn.Close()
 		return nil, err
+	}
+	if !egress {
+		if err := p.detach(); err != nil {
+			conn.Close()
+			return nil, err
+		}
 	}
 	p.addFeature(dataplane.FeatureBatchSend)
 	off := pl.cfg.Disable
@@ -87,17 +103,19 @@ func listenMmsg(pl *plane, num int, egress bool) (port, error) {
 		err = domErr
 	}
 	if err != nil {
-		conn.Close()
+		p.closeSock()
 		return nil, err
 	}
-	p.tx.init(p.rc, family, gso, func() { p.dropFeature(dataplane.FeatureGSO) })
+	p.tx.init(p.rc, egress, family, gso, func() { p.dropFeature(dataplane.FeatureGSO) })
 	if gso {
 		p.addFeature(dataplane.FeatureGSO)
 	}
 	if egress {
 		return p, nil
 	}
-	setRecvBuffer(p.rc, pl.cfg.SockBuf, conn.SetReadBuffer)
+	setRecvBuffer(p.rc, pl.cfg.SockBuf, func(n int) error {
+		return p.rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, n) })
+	})
 	p.addFeature(dataplane.FeatureBatchRecv)
 	if ovfl {
 		p.addFeature(dataplane.FeatureRxqOvfl)
@@ -164,7 +182,9 @@ func (p *mmsgPort) setupRecv(pl *plane, gro bool) {
 	p.pkts = make([]dataplane.Packet, 0, n)
 	// Created once: handing a method value or a fresh closure to
 	// RawConn.Read on every call would allocate.
-	p.readFn = p.readPolled()
+	p.readFn = p.readPolled(true)
+	poll := p.readPolled(false)
+	p.pollFn = func(fd uintptr) { poll(fd) }
 	p.release = func() {
 		pl.pool.PutN(p.bufs)
 		for i := range p.iovs {
@@ -177,10 +197,10 @@ func (p *mmsgPort) setupRecv(pl *plane, gro bool) {
 	}
 }
 
-// readPolled is the read function of a worker that waits in the netpoller:
-// recvmmsg without waiting, and false (park until readable) when the
-// socket is empty.
-func (p *mmsgPort) readPolled() func(fd uintptr) bool {
+// readPolled is the read function of a worker: recvmmsg without waiting,
+// and when the socket is empty, false (park in the netpoller until
+// readable) if wait, else a read of none.
+func (p *mmsgPort) readPolled(wait bool) func(fd uintptr) bool {
 	return func(fd uintptr) bool {
 		for {
 			// Raw: with MSG_DONTWAIT it cannot block (package doc).
@@ -194,6 +214,10 @@ func (p *mmsgPort) readPolled() func(fd uintptr) bool {
 			case unix.EINTR:
 				continue
 			case unix.EAGAIN:
+				if !wait {
+					p.rn, p.rerr = 0, 0
+					return true
+				}
 				return false // park in the netpoller until readable
 			default:
 				p.rn, p.rerr = 0, e
@@ -206,8 +230,18 @@ func (p *mmsgPort) readPolled() func(fd uintptr) bool {
 func (p *mmsgPort) start() { p.startWorker(p.loop) }
 
 func (p *mmsgPort) loop() {
+	poll := false
+	if err := p.setWaiter(true); err != nil {
+		return // closed before the worker ran
+	}
 	for !p.closing.Load() {
-		if err := p.rc.Read(p.readFn); err != nil {
+		var err error
+		if poll {
+			err = p.rc.Control(p.pollFn)
+		} else {
+			err = p.waitRC.Read(p.readFn)
+		}
+		if err != nil {
 			if p.readFailed(err) {
 				return
 			}
@@ -225,7 +259,100 @@ func (p *mmsgPort) loop() {
 		if !p.process(p.rn) {
 			return
 		}
+		if l := p.pl.linger; l != nil {
+			if next := l.next(&p.linger, p.rn, p.rn == len(p.hdrs)); next != poll {
+				// Only the waiter is registered with the netpoller: while
+				// it exists, every datagram wakes the netpoller's thread
+				// whether or not the worker waits.
+				if err := p.setWaiter(!next); err != nil && p.readFailed(err) {
+					return
+				}
+				poll = next
+			}
+		}
 	}
+}
+
+// detach moves the socket from its net.UDPConn to a descriptor the
+// netpoller does not know (sock): a registered socket wakes the netpoller's
+// thread on every datagram even when no goroutine waits for it, which would
+// undo what linger saves. The worker waits on a registered duplicate
+// (waiter) while it is in wait mode, and closes it to poll.
+func (p *mmsgPort) detach() error {
+	fd, err := p.dup()
+	if err != nil {
+		return err
+	}
+	// Blocking, so that os.NewFile does not register it (calls on it pass
+	// MSG_DONTWAIT). The flag is the socket's: the waiter sets it back.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	p.conn.Close()
+	p.conn = nil
+	p.sock = os.NewFile(uintptr(fd), "udp")
+	if p.rc, err = p.sock.SyscallConn(); err != nil {
+		p.sock.Close()
+		return err
+	}
+	p.closeSock = p.closeSockets
+	return nil
+}
+
+// dup duplicates the socket's descriptor.
+func (p *mmsgPort) dup() (int, error) {
+	fd, derr := -1, error(nil)
+	err := p.rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	if err == nil {
+		err = derr
+	}
+	return fd, err
+}
+
+// setWaiter opens (on) or closes the registered duplicate the worker waits
+// on. Only the worker calls it; Close closes a waiter under the same lock.
+func (p *mmsgPort) setWaiter(on bool) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if !on {
+		if p.waiter == nil {
+			return nil
+		}
+		err := p.waiter.Close()
+		p.waiter, p.waitRC = nil, nil
+		return err
+	}
+	if p.closing.Load() {
+		return net.ErrClosed
+	}
+	fd, err := p.dup()
+	if err != nil {
+		return err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	f := os.NewFile(uintptr(fd), "udp") // non-blocking: registered
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	p.waiter, p.waitRC = f, rc
+	return nil
+}
+
+// closeSockets closes the waiter (waking a worker parked on it) and the
+// socket.
+func (p *mmsgPort) closeSockets() error {
+	p.wmu.Lock()
+	if p.waiter != nil {
+		_ = p.waiter.Close()
+	}
+	p.wmu.Unlock()
+	return p.sock.Close()
 }
 
 // process turns the n messages of one recvmmsg into packets for the sink,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -29,15 +30,16 @@ var errAddrFamily = errors.New("dataplane: destination address family does not m
 // kernel takes it. Dataplane ports and gw's ICE sockets both send with it.
 type batchSender struct {
 	rc      syscall.RawConn
-	family  int // AF_INET or AF_INET6, for sockaddrs
+	polled  bool // rc is registered with the netpoller (else see write)
+	family  int  // AF_INET or AF_INET6, for sockaddrs
 	gso     atomic.Bool
 	failGSO atomic.Int32 // tests: fail this many GSO messages with EIO
 	states  chan *sendState
 	gsoOff  func() // called when the kernel refuses GSO and it goes off
 }
 
-func (b *batchSender) init(rc syscall.RawConn, family int, gso bool, gsoOff func()) {
-	b.rc, b.family, b.gsoOff = rc, family, gsoOff
+func (b *batchSender) init(rc syscall.RawConn, polled bool, family int, gso bool, gsoOff func()) {
+	b.rc, b.polled, b.family, b.gsoOff = rc, polled, family, gsoOff
 	b.states = make(chan *sendState, sendStates)
 	b.gso.Store(gso)
 }
@@ -63,6 +65,8 @@ type sendState struct {
 	calls    int
 	hi       int // iovecs used so far, to clear
 	writeFn  func(fd uintptr) bool
+	ctlFn    func(fd uintptr) // writeFn for RawConn.Control, result in done
+	done     bool
 }
 
 func newSendState() *sendState {
@@ -91,7 +95,23 @@ func newSendState() *sendState {
 			return true
 		}
 	}
+	s.ctlFn = func(fd uintptr) { s.done = s.writeFn(fd) }
 	return s
+}
+
+// write makes one sendmmsg call of s. A socket the netpoller does not know
+// (a detached port's) cannot wait there for room in its send buffer: it
+// tries again a millisecond later, which a local UDP socket rarely needs.
+func (b *batchSender) write(s *sendState) error {
+	if b.polled {
+		return b.rc.Write(s.writeFn)
+	}
+	for {
+		if err := b.rc.Control(s.ctlFn); err != nil || s.done {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (b *batchSender) getState() *sendState {
@@ -228,7 +248,7 @@ func (b *batchSender) send(s *sendState, pkts [][]byte, dst netip.AddrPort) (sen
 			if s.segs[m] > 1 && b.failGSO.Load() > 0 {
 				b.failGSO.Add(-1)
 				s.ret, s.errno = 0, unix.EIO
-			} else if err := b.rc.Write(s.writeFn); err != nil {
+			} else if err := b.write(s); err != nil {
 				return sent, nbytes, err // closed
 			}
 			if s.errno == 0 {
@@ -255,14 +275,9 @@ func (b *batchSender) send(s *sendState, pkts [][]byte, dst netip.AddrPort) (sen
 	return sent, nbytes, nil
 }
 
-// WriteTo writes one datagram; the net package's path does not allocate.
+// WriteTo writes one datagram, as a Send of one.
 func (p *mmsgPort) WriteTo(b []byte, dst netip.AddrPort) error {
-	if _, err := p.conn.WriteToUDPAddrPort(b, dst); err != nil {
-		p.c.drops[dataplane.DropSendError].Add(1)
-		return err
-	}
-	p.c.txCalls.Add(1)
-	p.c.txPackets.Add(1)
-	p.c.txBytes.Add(uint64(len(b)))
-	return nil
+	one := [1][]byte{b}
+	_, err := p.Send(one[:], dst)
+	return err
 }

@@ -41,6 +41,7 @@ type plane struct {
 	egress port
 
 	nextCPU atomic.Uint32
+	linger  *linger // nil: workers never hold reads back
 
 	mu     sync.Mutex
 	live   map[*base]port
@@ -57,6 +58,7 @@ func newPlane(name string, cfg dataplane.Config, listen listenFunc) (*plane, err
 		ports:  dataplane.NewPortAllocator(cfg.PortMin, cfg.PortMax),
 		listen: listen,
 		live:   map[*base]port{},
+		linger: newLinger(cfg.Linger, cfg.LingerRate),
 	}
 	eg, err := listen(pl, 0, true)
 	if err != nil {

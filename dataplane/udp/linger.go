@@ -1,0 +1,87 @@
+package udp
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// lingerWindow is how often rates are re-judged.
+	lingerWindow = 100 * time.Millisecond
+	// lingerPortRate is the packets/s over which a port of a busy plane is
+	// polled each tick rather than waited for: an empty poll is one system
+	// call, a wake-up for one datagram costs many times that.
+	lingerPortRate = 200
+)
+
+// linger moves a busy plane's workers from waking on each datagram to
+// reading on a common tick. While the plane receives at least minRate
+// packets/s over all its ports, each port that itself receives at least
+// lingerPortRate sleeps until the next tick (a multiple of tick since the
+// plane started), then reads whatever arrived without waiting, relays it
+// and sleeps again. The timers of all such ports fire at the same instant,
+// so one thread wake-up serves every busy port, and what each port read
+// leaves in one batch, instead of a wake-up and a send per datagram. A
+// datagram waits at most a tick (Go's timers are coarse: on Linux an idle
+// process's timer sleep lasts at least a millisecond). Below 3/4 of either
+// rate the port waits in the netpoller again.
+type linger struct {
+	tick    time.Duration
+	minRate float64
+	epoch   time.Time
+
+	pkts    atomic.Uint64 // received over all ports
+	hot     atomic.Bool
+	judgeAt atomic.Int64  // ns since epoch of the last judgement
+	judgedN atomic.Uint64 // pkts at the last judgement
+}
+
+func newLinger(tick time.Duration, minRate int) *linger {
+	if tick <= 0 || minRate <= 0 {
+		return nil
+	}
+	return &linger{tick: tick, minRate: float64(minRate), epoch: time.Now()}
+}
+
+// portLinger is one worker's part: its own rate and mode.
+type portLinger struct {
+	since time.Duration // window start, since the plane's epoch
+	n     uint64        // datagrams in the window
+	poll  bool
+}
+
+// hotter applies hysteresis: on at rate >= min, off below 3/4 of it.
+func hotter(on bool, rate, min float64) bool {
+	return rate >= min || on && rate >= min*3/4
+}
+
+// perSecond is n events over d as a rate.
+func perSecond(n uint64, d time.Duration) float64 {
+	return float64(n) / d.Seconds()
+}
+
+// next is called by a worker after each read, with the datagrams it
+// handed on (n) and whether the read filled its batch. It returns whether
+// the worker polls next, having slept until the next tick if so.
+func (l *linger) next(s *portLinger, n int, full bool) bool {
+	now := time.Since(l.epoch)
+	if n > 0 {
+		l.pkts.Add(uint64(n))
+		s.n += uint64(n)
+	}
+	if last := time.Duration(l.judgeAt.Load()); now-last >= lingerWindow && l.judgeAt.CompareAndSwap(int64(last), int64(now)) {
+		total := l.pkts.Load()
+		l.hot.Store(hotter(l.hot.Load(), perSecond(total-l.judgedN.Swap(total), now-last), l.minRate))
+	}
+	if el := now - s.since; el >= lingerWindow {
+		s.poll = hotter(s.poll, perSecond(s.n, el), lingerPortRate)
+		s.since, s.n = now, 0
+	}
+	if !s.poll || !l.hot.Load() {
+		return false
+	}
+	if !full {
+		time.Sleep(l.tick - now%l.tick)
+	}
+	return true
+}
