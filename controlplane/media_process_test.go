@@ -2,9 +2,15 @@ package controlplane
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 
 	"github.com/gw-project/gw/internal/gwtest"
 )
@@ -132,4 +138,96 @@ func TestMediaRemoteProcessDies(t *testing.T) {
 		r := alice.c.Do("DELETE", "/media/"+alice.videoID, nil)
 		return r.Status == 404
 	})
+}
+
+// Over --dataplane-linger's rate (on by default), a paced stream through
+// two gw processes is read on the tick, in batches, and nothing is lost
+// or reordered.
+func TestMediaTwoProcessesPacedOverLinger(t *testing.T) {
+	a, b := twoProcesses(t)
+	alice := newSide(t, a.Client, "lingeralice", 100, 111)
+	bob := newSide(t, b.Client, "lingerbob", 100, 111)
+	call(t, alice, bob, nil)
+	exchangeRTP(t, alice, bob, "warm") // the path is up
+	_ = bob.videoApp.conn.SetReadBuffer(8 << 20)
+	sum0, count0 := batchSizes(t, a)
+
+	// 6,000 packets at 4,000/s, evenly spaced (a timer would wake the
+	// sender too late and send them in twos and threes), sent on after the
+	// warm-up's sequence numbers.
+	const n, first = 6000, 20000
+	ssrc := 0x1000 + uint32(alice.videoPT)
+	stop, sent := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stop); <-sent })
+	go func() {
+		defer close(sent)
+		at := time.Now()
+		for k := 0; k < n; k++ {
+			for time.Now().Before(at) {
+				runtime.Gosched()
+			}
+			at = at.Add(250 * time.Microsecond)
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			alice.videoApp.send(alice.videoPort, rtpBytes(uint8(alice.videoPT), ssrc, first+k, fmt.Sprintf("paced-%d", k)))
+		}
+	}()
+	buf := make([]byte, 2048)
+	next := 0
+	for next < n {
+		_ = bob.videoApp.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		l, _, err := bob.videoApp.conn.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("packet %d of %d not relayed: %v", next, n, err)
+		}
+		var p rtp.Packet
+		var k int
+		if p.Unmarshal(buf[:l]) != nil || !strings.HasPrefix(string(p.Payload), "paced-") {
+			continue // the warm-up's tail
+		}
+		if _, err := fmt.Sscanf(string(p.Payload), "paced-%d", &k); err != nil || k != next || p.SequenceNumber != uint16(first+k) {
+			t.Fatalf("got %q (seq %d), want packet %d", p.Payload, p.SequenceNumber, next)
+		}
+		next++
+	}
+	sum1, count1 := batchSizes(t, a)
+	if mean := (sum1 - sum0) / (count1 - count0); mean < 2 {
+		t.Errorf("gw A read %.0f datagrams in %.0f receive calls (%.1f a call) at 4,000 packets/s, want batches gathered over the linger", sum1-sum0, count1-count0, mean)
+	}
+}
+
+// batchSizes scrapes the sum and count of gw_dataplane_batch_size (over all
+// of g's ports) from its /metrics.
+func batchSizes(t *testing.T, g *gwtest.Process) (sum, count float64) {
+	t.Helper()
+	r, err := http.Get(g.API + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "gw_dataplane_batch_size_sum "); ok {
+			_, err = fmt.Sscan(v, &sum)
+			found++
+		}
+		if v, ok := strings.CutPrefix(line, "gw_dataplane_batch_size_count "); ok {
+			_, err = fmt.Sscan(v, &count)
+			found++
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if found != 2 {
+		t.Fatalf("no gw_dataplane_batch_size in /metrics:\n%s", body)
+	}
+	return sum, count
 }

@@ -59,13 +59,16 @@
 // Evenly spaced datagrams give a worker nothing to batch: each finds it
 // parked and costs a thread wake-up, which on a VM outweighs the packet's
 // own work. With Config.Linger set, an "mmsg" port of a busy plane (over
-// Config.LingerRate packets/s in all, and over 200/s on the port itself)
-// stops waiting for datagrams: its worker sleeps until the next tick, a
-// multiple of Linger since the plane was made, so that the timers of all
-// busy ports fire together and one wake-up serves them; it then reads
-// whatever arrived without waiting and hands it on as one batch (and its
-// sink sends it on as one). A read that fills the batch is followed by
-// another at once. Under 3/4 of either rate the worker waits again.
+// Config.LingerRate packets/s in all) whose worker wakes up over 200 times
+// a second stops waiting for datagrams: its worker sleeps until the next
+// tick, a multiple of Linger since the plane was made, so that the timers
+// of all such ports fire together and one wake-up serves them; it then
+// reads whatever arrived without waiting and hands it on as one batch (and
+// its sink sends it on as one). A read that fills the batch is followed by
+// another at once. Datagrams in runs (a camera's frames) wake a waiting
+// worker once a run or so, and would leave most ticks empty: a polling
+// port goes back to waiting when fewer than 15% of its polls find
+// anything, and every port does below 3/4 of the plane's rate.
 //
 // A socket registered with the netpoller wakes the netpoller's thread on
 // every datagram, whether or not a goroutine waits on it, which would undo

@@ -8,23 +8,30 @@ import (
 const (
 	// lingerWindow is how often rates are re-judged.
 	lingerWindow = 100 * time.Millisecond
-	// lingerPortRate is the packets/s over which a port of a busy plane is
-	// polled each tick rather than waited for: an empty poll is one system
-	// call, a wake-up for one datagram costs many times that.
-	lingerPortRate = 200
+	// lingerPortWakes is the wake-ups a second over which a waiting port
+	// of a busy plane is polled on the tick instead: an empty poll on a
+	// tick that other ports share costs a system call, a wake-up for a
+	// datagram or two many times that. A port whose datagrams come in runs
+	// (a camera's frames) wakes once a run or so, and keeps waiting.
+	lingerPortWakes = 200
+	// lingerPollHits: a polling port keeps polling while at least this
+	// share of its polls find datagrams (with a 1 ms tick, 3/4 of
+	// lingerPortWakes a second); runs leave most ticks empty.
+	lingerPollHits = 0.15
 )
 
 // linger moves a busy plane's workers from waking on each datagram to
 // reading on a common tick. While the plane receives at least minRate
-// packets/s over all its ports, each port that itself receives at least
-// lingerPortRate sleeps until the next tick (a multiple of tick since the
-// plane started), then reads whatever arrived without waiting, relays it
-// and sleeps again. The timers of all such ports fire at the same instant,
-// so one thread wake-up serves every busy port, and what each port read
-// leaves in one batch, instead of a wake-up and a send per datagram. A
-// datagram waits at most a tick (Go's timers are coarse: on Linux an idle
-// process's timer sleep lasts at least a millisecond). Below 3/4 of either
-// rate the port waits in the netpoller again.
+// packets/s over all its ports, a port whose worker wakes up at least
+// lingerPortWakes times a second sleeps until the next tick (a multiple of
+// tick since the plane started), then reads whatever arrived without
+// waiting, relays it and sleeps again. The timers of all such ports fire
+// at the same instant, so one thread wake-up serves every busy port, and
+// what each port read leaves in one batch, instead of a wake-up and a send
+// per datagram. A datagram waits at most a tick (Go's timers are coarse: on
+// Linux an idle process's timer sleep lasts at least a millisecond). The
+// port waits in the netpoller again below 3/4 of the plane's rate, or when
+// fewer than lingerPollHits of its polls find anything.
 type linger struct {
 	tick    time.Duration
 	minRate float64
@@ -43,11 +50,21 @@ func newLinger(tick time.Duration, minRate int) *linger {
 	return &linger{tick: tick, minRate: float64(minRate), epoch: time.Now()}
 }
 
-// portLinger is one worker's part: its own rate and mode.
+// portLinger is one worker's part: its own traffic and mode.
 type portLinger struct {
 	since time.Duration // window start, since the plane's epoch
-	n     uint64        // datagrams in the window
+	reads uint64        // reads in the window, empty polls included
+	hits  uint64        // reads that returned datagrams
 	poll  bool
+}
+
+// judge decides a port's mode from its last window of el. Waiting, each
+// read is a wake-up.
+func (s *portLinger) judge(el time.Duration) bool {
+	if s.poll {
+		return float64(s.hits) >= lingerPollHits*float64(s.reads)
+	}
+	return perSecond(s.hits, el) >= lingerPortWakes
 }
 
 // hotter applies hysteresis: on at rate >= min, off below 3/4 of it.
@@ -65,17 +82,18 @@ func perSecond(n uint64, d time.Duration) float64 {
 // the worker polls next, having slept until the next tick if so.
 func (l *linger) next(s *portLinger, n int, full bool) bool {
 	now := time.Since(l.epoch)
+	s.reads++
 	if n > 0 {
 		l.pkts.Add(uint64(n))
-		s.n += uint64(n)
+		s.hits++
 	}
 	if last := time.Duration(l.judgeAt.Load()); now-last >= lingerWindow && l.judgeAt.CompareAndSwap(int64(last), int64(now)) {
 		total := l.pkts.Load()
 		l.hot.Store(hotter(l.hot.Load(), perSecond(total-l.judgedN.Swap(total), now-last), l.minRate))
 	}
 	if el := now - s.since; el >= lingerWindow {
-		s.poll = hotter(s.poll, perSecond(s.n, el), lingerPortRate)
-		s.since, s.n = now, 0
+		s.poll = s.judge(el)
+		s.since, s.reads, s.hits = now, 0, 0
 	}
 	if !s.poll || !l.hot.Load() {
 		return false

@@ -32,6 +32,22 @@ func TestHotter(t *testing.T) {
 	}
 }
 
+func TestJudge(t *testing.T) {
+	for _, c := range []struct {
+		s    portLinger
+		want bool
+	}{
+		{portLinger{reads: 100, hits: 100}, true},             // waiting, 1,000 wake-ups/s: poll
+		{portLinger{reads: 19, hits: 19}, false},              // 190 wake-ups/s (runs, or sparse): wait
+		{portLinger{reads: 100, hits: 16, poll: true}, true},  // polling, 16% of ticks bring some: poll
+		{portLinger{reads: 100, hits: 14, poll: true}, false}, // 14% (runs, or sparse): wait
+	} {
+		if got := c.s.judge(100 * time.Millisecond); got != c.want {
+			t.Errorf("%+v: judge = %v", c.s, got)
+		}
+	}
+}
+
 // timed is a sink recording, per datagram, how long it took from the send
 // time it carries to its delivery, and the size of each batch; it checks
 // that the sequence numbers have no gap.
@@ -196,5 +212,45 @@ func TestLinger(t *testing.T) {
 	}
 	if n := openFDs(t); n != fds+1 { // + the sender's socket
 		t.Errorf("%d descriptors open after Close, %d before the dataplane (and one for the sender)", n, fds)
+	}
+}
+
+// TestLingerRuns: a port whose datagrams come in runs (a camera's frames),
+// over the plane's rate, wakes once a run or so; polling it would leave
+// most ticks empty and hold each run until one. Having polled during a
+// paced warm-up, it goes back to waiting.
+func TestLingerRuns(t *testing.T) {
+	const tick = 4 * time.Millisecond
+	lo, hi := freeRange(t, 1)
+	dp, err := dataplane.New("mmsg", dataplane.Config{Addr: loopback, PortMin: lo, PortMax: hi,
+		Linger: tick, LingerRate: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	p := openPort(t, dp)
+	k := &timed{}
+	p.SetSink(k)
+	s := sender(t)
+	var seq uint64
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		stamped(t, s, p.LocalAddr(), seq)
+		seq++
+	}
+	// Runs of 40, 30 ticks apart, as 30 frames a second would be to a
+	// 1 ms tick.
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(30 * tick) {
+		for range 40 {
+			stamped(t, s, p.LocalAddr(), seq)
+			seq++
+		}
+	}
+	waitFor(t, "every datagram", func() bool { return k.got.Load() == int64(seq) })
+	holds, batches, gaps := k.take()
+	if gaps != 0 {
+		t.Errorf("%d gaps", gaps)
+	}
+	if m := median(holds); m > tick/4 {
+		t.Errorf("median delay %v (%d datagrams in %d batches), want runs handed on as they arrive", m, len(holds), len(batches))
 	}
 }
