@@ -494,7 +494,7 @@ func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, erro
 		}
 		// Set up every system, and measure latency on evenly spaced
 		// packets (in bursts, a packet's latency is mostly its wait
-		// behind the burst). udp-forward, the floor, is measured there
+		// behind the burst). udp-forward, for scale, is measured there
 		// and in the comparisons only.
 		setUp := slices.Clone(o.Systems)
 		if o.Floor {
@@ -817,7 +817,7 @@ func mediaNotes(o mediaOptions, srtp map[string]string) []string {
 		"CPU: both relay processes (schedstat of their threads) per million packets delivered; send = the side apps send to, recv = the side that delivers; switches = times the process's threads were switched onto a CPU (schedstat: each wake-up or preemption) per packet delivered; RSS = VmRSS at the end of the window, peak = VmHWM; goroutines from gw's /metrics and the baseline's /stats; steal = share of all CPUs' time in the window that the hypervisor gave to others while a vCPU had work (/proc/stat), which stalls whatever ran there",
 		"SRTP profiles negotiated: " + strings.Join(prof, "; "),
 		"baseline: bench/baseline, pion's rtp-to-webrtc way: ReadFromUDP + WriteRTP per packet, ReadRTP + Marshal + WriteToUDP on the other side, pion's default interceptors, 4 MiB receive buffers on its app sockets like gw's ports",
-		"udp-forward: bench/baseline -role forward, two processes in the relays' place that pass each datagram on with ReadFromUDP + WriteToUDP, no WebRTC: the latency and CPU that the two process hops cost on this machine whatever the relay does (-media.floor)",
+		"udp-forward: bench/baseline -role forward, two processes in the relays' place that pass each datagram on with ReadFromUDP + WriteToUDP, no WebRTC: what two process hops that handle each datagram on its own cost on this machine, for scale (-media.floor)",
 	}
 }
 
