@@ -231,14 +231,18 @@ func (p *mmsgPort) start() { p.startWorker(p.loop) }
 
 func (p *mmsgPort) loop() {
 	poll := false
-	if err := p.setWaiter(true); err != nil {
-		return // closed before the worker ran
-	}
 	for !p.closing.Load() {
 		var err error
-		if poll {
+		switch {
+		case poll:
 			err = p.rc.Control(p.pollFn)
-		} else {
+		case p.waitRC == nil:
+			// Waiting needs the registered duplicate; a failure to make
+			// one (out of descriptors) is retried like a failed read.
+			if err = p.setWaiter(true); err == nil {
+				continue
+			}
+		default:
 			err = p.waitRC.Read(p.readFn)
 		}
 		if err != nil {
@@ -260,15 +264,14 @@ func (p *mmsgPort) loop() {
 			return
 		}
 		if l := p.pl.linger; l != nil {
-			if next := l.next(&p.linger, p.rn, p.rn == len(p.hdrs)); next != poll {
+			next := l.next(&p.linger, p.rn, p.rn == len(p.hdrs))
+			if next && !poll {
 				// Only the waiter is registered with the netpoller: while
 				// it exists, every datagram wakes the netpoller's thread
 				// whether or not the worker waits.
-				if err := p.setWaiter(!next); err != nil && p.readFailed(err) {
-					return
-				}
-				poll = next
+				_ = p.setWaiter(false)
 			}
+			poll = next
 		}
 	}
 }
