@@ -2,8 +2,6 @@ package controlplane
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"runtime"
 	"strings"
 	"syscall"
@@ -203,27 +201,16 @@ func TestMediaTwoProcessesPacedOverLinger(t *testing.T) {
 // of g's ports) from its /metrics.
 func batchSizes(t *testing.T, g *gwtest.Process) (sum, count float64) {
 	t.Helper()
-	r, err := http.Get(g.API + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := g.Metrics(t)
 	found := 0
 	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "gw_dataplane_batch_size_sum "); ok {
-			_, err = fmt.Sscan(v, &sum)
-			found++
-		}
-		if v, ok := strings.CutPrefix(line, "gw_dataplane_batch_size_count "); ok {
-			_, err = fmt.Sscan(v, &count)
-			found++
-		}
-		if err != nil {
-			t.Fatal(err)
+		for name, v := range map[string]*float64{"gw_dataplane_batch_size_sum ": &sum, "gw_dataplane_batch_size_count ": &count} {
+			if rest, ok := strings.CutPrefix(line, name); ok {
+				if _, err := fmt.Sscan(rest, v); err != nil {
+					t.Fatalf("%s%s: %v", name, rest, err)
+				}
+				found++
+			}
 		}
 	}
 	if found != 2 {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"io"
-	"net/http"
 	"os"
 	"regexp"
 	"runtime"
@@ -31,7 +29,7 @@ func TestAdaptiveProcs(t *testing.T) {
 		waitLog(t, g, `gomaxprocs="adaptive, 1-`+all+`"`, 10*time.Second)
 		// Watched in the log: scraping /metrics often would be load.
 		waitLog(t, g, `msg="GOMAXPROCS changed" gomaxprocs=1 `, 15*time.Second)
-		if n := gomaxprocs(t, g.API); n != 1 {
+		if n := gomaxprocs(t, g); n != 1 {
 			t.Fatalf("/metrics says GOMAXPROCS %d after the change to 1", n)
 		}
 	})
@@ -51,7 +49,7 @@ func TestAdaptiveProcs(t *testing.T) {
 			waitLog(t, g, "gomaxprocs="+c.want+"\n", 10*time.Second)
 			// Longer than the default policy's hold.
 			time.Sleep(3 * time.Second)
-			if got := gomaxprocs(t, g.API); strconv.Itoa(got) != c.want {
+			if got := gomaxprocs(t, g); strconv.Itoa(got) != c.want {
 				t.Fatalf("GOMAXPROCS %d after 3 s idle, want %s", got, c.want)
 			}
 		})
@@ -74,18 +72,9 @@ func waitLog(t *testing.T, g *gwtest.Process, want string, d time.Duration) {
 var gomaxprocsLine = regexp.MustCompile(`(?m)^go_sched_gomaxprocs_threads (\d+)$`)
 
 // gomaxprocs reads a gw's GOMAXPROCS from its /metrics.
-func gomaxprocs(t *testing.T, api string) int {
+func gomaxprocs(t *testing.T, g *gwtest.Process) int {
 	t.Helper()
-	resp, err := http.Get(api + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := gomaxprocsLine.FindSubmatch(b)
+	m := gomaxprocsLine.FindSubmatch(g.Metrics(t))
 	if m == nil {
 		t.Fatal("/metrics has no go_sched_gomaxprocs_threads")
 	}

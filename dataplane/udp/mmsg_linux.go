@@ -282,14 +282,10 @@ func (p *mmsgPort) loop() {
 // undo what linger saves. The worker waits on a registered duplicate
 // (waiter) while it is in wait mode, and closes it to poll.
 func (p *mmsgPort) detach() error {
-	fd, err := p.dup()
-	if err != nil {
-		return err
-	}
 	// Blocking, so that os.NewFile does not register it (calls on it pass
-	// MSG_DONTWAIT). The flag is the socket's: the waiter sets it back.
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
+	// MSG_DONTWAIT); the waiter sets the flag back.
+	fd, err := p.dup(false)
+	if err != nil {
 		return err
 	}
 	p.conn.Close()
@@ -303,12 +299,19 @@ func (p *mmsgPort) detach() error {
 	return nil
 }
 
-// dup duplicates the socket's descriptor.
-func (p *mmsgPort) dup() (int, error) {
+// dup duplicates the socket's descriptor, setting O_NONBLOCK as asked: the
+// flag is the socket's, shared by all its descriptors, and os.NewFile
+// registers a descriptor with the netpoller if and only if it is set.
+func (p *mmsgPort) dup(nonblock bool) (int, error) {
 	fd, derr := -1, error(nil)
 	err := p.rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
 	if err == nil {
 		err = derr
+	}
+	if err == nil {
+		if err = unix.SetNonblock(fd, nonblock); err != nil {
+			unix.Close(fd)
+		}
 	}
 	return fd, err
 }
@@ -329,12 +332,8 @@ func (p *mmsgPort) setWaiter(on bool) error {
 	if p.closing.Load() {
 		return net.ErrClosed
 	}
-	fd, err := p.dup()
+	fd, err := p.dup(true)
 	if err != nil {
-		return err
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
 		return err
 	}
 	f := os.NewFile(uintptr(fd), "udp") // non-blocking: registered

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -150,6 +151,21 @@ func hasFlag(args []string, name string) bool {
 
 // Logs is what the process printed so far.
 func (p *Process) Logs() string { return p.logs.String() }
+
+// Metrics is the process's GET /metrics body.
+func (p *Process) Metrics(t testing.TB) []byte {
+	t.Helper()
+	r, err := http.Get(p.API + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 // Signal sends sig and waits up to timeout for the process to exit,
 // returning its exit code.
