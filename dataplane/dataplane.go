@@ -89,6 +89,9 @@ type Totals struct {
 	Stats
 	// Ports is how many ports of the range are open now.
 	Ports int
+	// Polling is how many of them read on the linger tick now rather than
+	// wait for each datagram (Config.Linger).
+	Polling int
 	// Buffers is how many packet buffers the dataplane's pool has made,
 	// BuffersIdle how many of them wait in it (the rest are held by port
 	// workers), each of BufSize bytes.

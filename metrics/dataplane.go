@@ -19,8 +19,8 @@ type dataplaneCollector struct {
 	// rx_queue_overflow series stays, even while no port is open.
 	overflowSeen atomic.Bool
 
-	packets, bytes, syscalls, batch, drops *prometheus.Desc
-	ports, buffers, bufBytes, info         *prometheus.Desc
+	packets, bytes, syscalls, batch, drops  *prometheus.Desc
+	ports, polling, buffers, bufBytes, info *prometheus.Desc
 }
 
 func newDataplaneCollector() *dataplaneCollector {
@@ -37,7 +37,9 @@ func newDataplaneCollector() *dataplaneCollector {
 		drops: prometheus.NewDesc("gw_dataplane_drops_total",
 			"Datagrams the dataplane dropped, by reason: no_sink, truncated, send_error, rx_queue_overflow (the kernel's receive queue was full; where SO_RXQ_OVFL is available).",
 			[]string{"reason"}, nil),
-		ports:    prometheus.NewDesc("gw_dataplane_ports", "Local UDP ports of the range open now.", nil, nil),
+		ports: prometheus.NewDesc("gw_dataplane_ports", "Local UDP ports of the range open now.", nil, nil),
+		polling: prometheus.NewDesc("gw_dataplane_polling_ports",
+			"Open ports whose worker reads on the --dataplane-linger tick now, in batches, rather than waiting for each datagram.", nil, nil),
 		buffers:  prometheus.NewDesc("gw_dataplane_buffers", "Packet buffers of the dataplane's pool: held by port workers (in_use) or waiting in the pool (idle).", []string{"state"}, nil),
 		bufBytes: prometheus.NewDesc("gw_dataplane_buffer_bytes", "Memory of the packet buffers counted in gw_dataplane_buffers.", []string{"state"}, nil),
 		info: prometheus.NewDesc("gw_dataplane_info",
@@ -46,7 +48,7 @@ func newDataplaneCollector() *dataplaneCollector {
 }
 
 func (c *dataplaneCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.syscalls, c.batch, c.drops, c.ports, c.buffers, c.bufBytes, c.info} {
+	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.syscalls, c.batch, c.drops, c.ports, c.polling, c.buffers, c.bufBytes, c.info} {
 		ch <- d
 	}
 }
@@ -63,6 +65,7 @@ func (c *dataplaneCollector) Collect(ch chan<- prometheus.Metric) {
 		dt := dp.Totals()
 		t.Add(dt.Stats)
 		t.Ports += dt.Ports
+		t.Polling += dt.Polling
 		t.Buffers += dt.Buffers
 		t.BuffersIdle += dt.BuffersIdle
 		inUseBytes += (dt.Buffers - dt.BuffersIdle) * dt.BufSize
@@ -104,6 +107,7 @@ func (c *dataplaneCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.drops, t.Drops[i], name)
 	}
 	gauge(c.ports, float64(t.Ports))
+	gauge(c.polling, float64(t.Polling))
 	gauge(c.buffers, float64(t.Buffers-t.BuffersIdle), "in_use")
 	gauge(c.buffers, float64(t.BuffersIdle), "idle")
 	gauge(c.bufBytes, float64(inUseBytes), "in_use")

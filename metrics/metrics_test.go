@@ -50,6 +50,7 @@ var wantFamilies = []string{
 	"gw_dataplane_drops_total",
 	"gw_dataplane_info",
 	"gw_dataplane_packets_total",
+	"gw_dataplane_polling_ports",
 	"gw_dataplane_ports",
 	"gw_dataplane_syscalls_total",
 	"gw_dtls_failures_total",
@@ -253,6 +254,7 @@ func TestValues(t *testing.T) {
 		{"gw_dataplane_packets_total", []string{"direction", "rx"}, 5},
 		{"gw_dataplane_bytes_total", []string{"direction", "rx"}, 1000},
 		{"gw_dataplane_ports", nil, 1},
+		{"gw_dataplane_polling_ports", nil, 0}, // std never lingers
 		{"gw_dataplane_batch_size", nil, 5},
 		{"gw_dataplane_drops_total", []string{"reason", "no_sink"}, 0},
 		{"gw_dataplane_info", []string{"implementation", "std"}, 1},

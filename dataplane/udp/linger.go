@@ -38,6 +38,7 @@ type linger struct {
 	epoch   time.Time
 
 	pkts    atomic.Uint64 // received over all ports
+	polling atomic.Int64  // ports polling now
 	hot     atomic.Bool
 	judgeAt atomic.Int64  // ns since epoch of the last judgement
 	judgedN atomic.Uint64 // pkts at the last judgement

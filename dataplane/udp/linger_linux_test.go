@@ -156,8 +156,20 @@ func TestLinger(t *testing.T) {
 	for _, k := range sinks {
 		k.take()
 	}
+	var most atomic.Int64 // ports seen polling at once
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for end := time.Now().Add(800 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			most.Store(max(most.Load(), int64(dp.Totals().Polling)))
+		}
+	}()
 	send(time.Second, time.Millisecond)
 	settle()
+	<-sampled
+	if n := most.Load(); n != 2 {
+		t.Errorf("Totals().Polling was at most %d while both ports were busy", n)
+	}
 	for i, k := range sinks {
 		holds, batches, gaps := k.take()
 		if gaps != 0 {
@@ -177,6 +189,9 @@ func TestLinger(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	send(400*time.Millisecond, 20*time.Millisecond)
 	settle()
+	if n := dp.Totals().Polling; n != 0 {
+		t.Errorf("Totals().Polling = %d with sparse traffic", n)
+	}
 	for i, k := range sinks {
 		holds, batches, _ := k.take()
 		if m := median(holds); m > tick/4 {
@@ -204,6 +219,9 @@ func TestLinger(t *testing.T) {
 	send(200*time.Millisecond, time.Millisecond)
 	if err := dp.Close(); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+	if n := dp.Totals().Polling; n != 0 {
+		t.Errorf("Totals().Polling = %d after Close", n)
 	}
 	for i, k := range sinks {
 		if _, _, gaps := k.take(); gaps != 0 {

@@ -231,6 +231,11 @@ func (p *mmsgPort) start() { p.startWorker(p.loop) }
 
 func (p *mmsgPort) loop() {
 	poll := false
+	defer func() {
+		if poll {
+			p.pl.linger.polling.Add(-1)
+		}
+	}()
 	for !p.closing.Load() {
 		var err error
 		switch {
@@ -265,11 +270,15 @@ func (p *mmsgPort) loop() {
 		}
 		if l := p.pl.linger; l != nil {
 			next := l.next(&p.linger, p.rn, p.rn == len(p.hdrs))
-			if next && !poll {
+			switch {
+			case next && !poll:
 				// Only the waiter is registered with the netpoller: while
 				// it exists, every datagram wakes the netpoller's thread
 				// whether or not the worker waits.
 				_ = p.setWaiter(false)
+				l.polling.Add(1)
+			case !next && poll:
+				l.polling.Add(-1)
 			}
 			poll = next
 		}

@@ -117,6 +117,9 @@ func (pl *plane) Totals() dataplane.Totals {
 	}
 	t.Add(pl.egress.Stats())
 	t.Buffers, t.BuffersIdle, t.BufSize = pl.pool.Allocated(), pl.pool.Idle(), pl.pool.Size()
+	if pl.linger != nil {
+		t.Polling = int(pl.linger.polling.Load())
+	}
 	return t
 }
 
