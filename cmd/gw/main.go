@@ -40,6 +40,15 @@ func main() {
 // never held.
 const lingerRate = 2000
 
+// lingerMode says how --dataplane-linger acts, for the ready line: only the
+// batched dataplane has it.
+func lingerMode(dataplaneName string, d time.Duration) string {
+	if d == 0 || dataplaneName != "mmsg" {
+		return "off"
+	}
+	return d.String()
+}
+
 // options are gw's settings after flags, environment and config file.
 type options struct {
 	apiAddr         string
@@ -284,7 +293,8 @@ func runGateway(o options, log *slog.Logger) error {
 		log.Info("metrics listening", "addr", ms.ln.Addr().String())
 	}
 	log.Info("gw ready", "version", version, "api", apiLn.Addr().String(), "signaling_url", o.signalingURL,
-		"media_addr", mediaIP, "ports", o.portRange, "dataplane", dp.Name(), "gomaxprocs", procsMode)
+		"media_addr", mediaIP, "ports", o.portRange, "dataplane", dp.Name(), "linger", lingerMode(dp.Name(), o.linger),
+		"gomaxprocs", procsMode)
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)

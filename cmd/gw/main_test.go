@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gw-project/gw/dataplane"
 	"github.com/gw-project/gw/internal/gwtest"
 	"github.com/gw-project/gw/signaling"
 )
@@ -225,5 +226,25 @@ func TestParseHelpers(t *testing.T) {
 		if isLoopbackAddr(addr) != want {
 			t.Errorf("isLoopbackAddr(%s) != %v", addr, want)
 		}
+	}
+}
+
+// The ready line says how --dataplane-linger acts: the portable dataplane
+// has no linger.
+func TestReadyLineLinger(t *testing.T) {
+	if dataplane.DefaultName() != "mmsg" {
+		t.Skip("no batched dataplane here")
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, " linger=1ms "},
+		{[]string{"--dataplane-linger", "5ms"}, " linger=5ms "},
+		{[]string{"--dataplane-linger", "0"}, " linger=off "},
+		{[]string{"--dataplane", "std"}, " linger=off "},
+	} {
+		g := gwtest.Start(t, c.args...)
+		waitLog(t, g, c.want, 10*time.Second)
 	}
 }
