@@ -78,8 +78,9 @@ func perSecond(n uint64, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// next is called by a worker after each read, with the datagrams it
-// handed on (n) and whether the read filled its batch. It returns whether
+// next is called by a worker after each read, with the messages it read
+// (n; a GRO buffer of several datagrams counts once) and whether they
+// filled its batch. It returns whether
 // the worker polls next, having slept until the next tick if so.
 func (l *linger) next(s *portLinger, n int, full bool) bool {
 	now := time.Since(l.epoch)
