@@ -87,7 +87,7 @@ func gatewayFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.icePolicy, "ice-transport-policy", controlplane.ICETransportPolicyAll, "all, or relay: peers created with turn: true send all WebRTC traffic through the TURN servers of --ice-server")
 	fs.StringVar(&o.dataplane, "dataplane", dataplane.DefaultName(), "dataplane implementation: "+strings.Join(dataplane.Names(), ", "))
 	fs.StringVar(&o.dataplaneCPUs, "dataplane-cpus", "", "CPUs dataplane workers are pinned to, e.g. 0,2-3 (default: not pinned)")
-	fs.DurationVar(&o.linger, "dataplane-linger", time.Millisecond, "while media ports receive over 2,000 packets/s in all, read those whose packets arrive spread out every this long, in batches, rather than on each packet's arrival (less CPU, at most this much added latency); 0: off")
+	fs.DurationVar(&o.linger, "dataplane-linger", 2*time.Millisecond, "while media ports receive over 2,000 packets/s in all, read those whose packets arrive spread out every this long, in batches, rather than on each packet's arrival (less CPU, at most this much added latency); 0: off")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for peers to close")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's profiles (net/http/pprof) at http://ADDR/debug/pprof/, for profiling gw (default: off)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve GET /metrics on this address (default: only on the API listener)")

@@ -239,7 +239,7 @@ func TestReadyLineLinger(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, " linger=1ms "},
+		{nil, " linger=2ms "},
 		{[]string{"--dataplane-linger", "5ms"}, " linger=5ms "},
 		{[]string{"--dataplane-linger", "0"}, " linger=off "},
 		{[]string{"--dataplane", "std"}, " linger=off "},

@@ -15,8 +15,8 @@ const (
 	// (a camera's frames) wakes once a run or so, and keeps waiting.
 	lingerPortWakes = 200
 	// lingerPollHits: a polling port keeps polling while at least this
-	// share of its polls find datagrams (with a 1 ms tick, 3/4 of
-	// lingerPortWakes a second); runs leave most ticks empty.
+	// share of its polls find datagrams; runs leave most ticks empty (30
+	// frames a second find something on at most 60 of 500 2 ms ticks).
 	lingerPollHits = 0.15
 )
 
