@@ -35,9 +35,9 @@ func main() {
 }
 
 // lingerRate is the media ports' packet rate over which --dataplane-linger
-// holds reads: two datagrams a millisecond, so that a tick batches at least
-// two, and the 1,000 packets/s stream the latency goal is judged on is
-// never held.
+// holds reads: two datagrams a millisecond, so that a tick gathers several,
+// and the 1,000 packets/s stream the latency goal is judged on is never
+// held.
 const lingerRate = 2000
 
 // lingerMode says how --dataplane-linger acts, for the ready line: only the
