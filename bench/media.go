@@ -280,6 +280,42 @@ type mediaWindow struct {
 	appP99   time.Duration
 	latN     uint64
 	steal    float64 // share of the machine's CPU time its hypervisor took
+	windows  int     // latency windows measured for this one (leastStolen)
+}
+
+// A hypervisor that stops a vCPU for a few milliseconds delays every
+// packet on it meanwhile: a handful of such stalls in a latency window at
+// 1,000 packets/s are its p99, whatever relays the packets. So a latency
+// window in which the hypervisor took more than maxSteal of the machine's
+// CPU time is measured again, up to latencyWindows in all, and the least
+// stolen counts. It is chosen by steal, never by the latencies themselves.
+const (
+	maxSteal       = 0.01
+	latencyWindows = 3
+)
+
+// leastStolen measures with measure until a window's steal is at most
+// maxSteal or latencyWindows were measured, and returns the one with the
+// least steal, counting the windows in its windows field. Its sent and
+// lost are those of all the windows: a loss in one set aside still shows.
+func leastStolen(ctx context.Context, measure func() (mediaWindow, error)) (mediaWindow, error) {
+	var best mediaWindow
+	var sent uint64
+	var lost int64
+	for i := 1; ; i++ {
+		w, err := measure()
+		if err != nil {
+			return w, err
+		}
+		sent, lost = sent+w.sent, lost+w.lost
+		if i == 1 || w.steal < best.steal {
+			best = w
+		}
+		best.windows, best.sent, best.lost = i, sent, lost
+		if best.steal <= maxSteal || i == latencyWindows || ctx.Err() != nil {
+			return best, nil
+		}
+	}
 }
 
 // latencies fills the window's latency figures from what k recorded.
@@ -480,7 +516,7 @@ func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, erro
 		}
 	}
 	// The harness alone: sender straight to sink, for the latency floor.
-	if h, err := harnessLatency(ctx, o); err == nil {
+	if h, err := leastStolen(ctx, func() (mediaWindow, error) { return harnessLatency(ctx, o) }); err == nil {
 		add(mediaPoint{system: "harness", n: 1, point: "harness", traffic: trafficName(0), w: h})
 		env.Logf("  harness alone @%.0f/s: p50 %v p99 %v p99.9 %v (read by the app: p99 %v)", o.LatRate, h.p50, h.p99, h.p999, h.appP99)
 	}
@@ -509,13 +545,13 @@ func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, erro
 			cases[system] = c
 			srtp[system] = c.relay.srtp()
 			c.gen.Frames = 0
-			w, err := c.run(ctx, o.LatRate, o.LatWindow, o.Warmup)
+			w, err := leastStolen(ctx, func() (mediaWindow, error) { return c.run(ctx, o.LatRate, o.LatWindow, o.Warmup) })
 			if err != nil {
 				closeAll()
 				return res, err
 			}
 			w.gor = c.relay.goroutines()
-			env.Logf("    %s %2d streams latency @%.0f/s: p50 %v p99 %v p99.9 %v (read by the app: p99 %v) lost %d, steal %.1f%%", system, n, o.LatRate, w.p50, w.p99, w.p999, w.appP99, w.lost, 100*w.steal)
+			env.Logf("    %s %2d streams latency @%.0f/s: p50 %v p99 %v p99.9 %v (read by the app: p99 %v) lost %d, steal %.1f%% (least of %d windows)", system, n, o.LatRate, w.p50, w.p99, w.p999, w.appP99, w.lost, 100*w.steal, w.windows)
 			add(mediaPoint{system: system, n: n, point: "latency", traffic: trafficName(0), w: w, srtp: srtp[system]})
 			// Memory under a steady heavy load, before the rate search
 			// overloads the relay (its trials offer up to twice what
@@ -764,8 +800,8 @@ func mediaGoals(points []mediaPoint, o mediaOptions) []Goal {
 	}
 	if p, ok := findPoint(points, "gw", 1, trafficName(0), "latency"); ok {
 		h, _ := findPoint(points, "harness", 1, trafficName(0), "harness")
-		detail := fmt.Sprintf("p50 %s, p99 %s, p99.9 %s from the app's send to the packet's arrival at the other app, over %d packets (the harness alone: p99 %s); to the app's read: p99 %s (the harness alone: %s); the hypervisor took %.1f%% of the CPUs' time meanwhile (steal)",
-			fmtDur(p.w.p50), fmtDur(p.w.p99), fmtDur(p.w.p999), p.w.latN, fmtDur(h.w.p99), fmtDur(p.w.appP99), fmtDur(h.w.appP99), 100*p.w.steal)
+		detail := fmt.Sprintf("p50 %s, p99 %s, p99.9 %s from the app's send to the packet's arrival at the other app, over %d packets (the harness alone: p99 %s); to the app's read: p99 %s (the harness alone: %s); the hypervisor took %.1f%% of the CPUs' time meanwhile (steal; the least stolen of %d windows)",
+			fmtDur(p.w.p50), fmtDur(p.w.p99), fmtDur(p.w.p999), p.w.latN, fmtDur(h.w.p99), fmtDur(p.w.appP99), fmtDur(h.w.appP99), 100*p.w.steal, p.w.windows)
 		if f, ok := findPoint(points, "udp-forward", 1, trafficName(0), "latency"); ok {
 			detail += fmt.Sprintf("; two plain UDP forwarders in gw's place (udp-forward): p50 %s, p99 %s, with %.1f%% steal",
 				fmtDur(f.w.p50), fmtDur(f.w.p99), 100*f.w.steal)
@@ -813,7 +849,7 @@ func mediaNotes(o mediaOptions, srtp map[string]string) []string {
 		fmt.Sprintf("path: app → relay side 1 → WebRTC (DTLS-SRTP, loopback) → relay side 2 → app; %d-byte RTP packets (H.264 payload type %d); one media connection (PeerConnection) per stream", o.Size, mediaPT),
 		"traffic: paced = packets evenly spaced, round-robin over the streams; N bursts/s = each stream's packets sent in N bursts a second, back to back, the way a camera's packetizer hands over a frame: every stream's frame begins at once and leaves as one run, stream after stream; in bursts a packet's latency includes its wait behind the packets before it in its burst, so the latency goal is judged paced",
 		"latency: from the send time stamped in the payload to the packet's arrival in the receiving app's socket (the kernel's receive timestamp), so it is what the path adds; app p99 = to when the app's read returned, which adds the wait for the app's own thread to be woken and run",
-		"points (latency at each): latency = at -media.latency-rate, paced; load = at -media.goal-rate over all streams, before the rate search (whose overloads fill pion's queues), for memory; max = 90% of the highest rate a short search passed without loss (backing off 15% if the window loses); goal = gw at -media.goal-rate, 1 stream; compare = every system at one rate (80% of the lowest max), alternately, best of two windows: packets per CPU-second compare here",
+		fmt.Sprintf("points (latency at each): latency = at -media.latency-rate, paced, measured again while the hypervisor takes over %.0f%% of the CPUs' time, up to %d windows, and the least stolen counts (its loss is that of all of them); ", 100*maxSteal, latencyWindows) + "load = at -media.goal-rate over all streams, before the rate search (whose overloads fill pion's queues), for memory; max = 90% of the highest rate a short search passed without loss (backing off 15% if the window loses); goal = gw at -media.goal-rate, 1 stream; compare = every system at one rate (80% of the lowest max), alternately, best of two windows: packets per CPU-second compare here",
 		"CPU: both relay processes (schedstat of their threads) per million packets delivered; send = the side apps send to, recv = the side that delivers; switches = times the process's threads were switched onto a CPU (schedstat: each wake-up or preemption) per packet delivered; RSS = VmRSS at the end of the window, peak = VmHWM; goroutines from gw's /metrics and the baseline's /stats; steal = share of all CPUs' time in the window that the hypervisor gave to others while a vCPU had work (/proc/stat), which stalls whatever ran there",
 		"SRTP profiles negotiated: " + strings.Join(prof, "; "),
 		"baseline: bench/baseline, pion's rtp-to-webrtc way: ReadFromUDP + WriteRTP per packet, ReadRTP + Marshal + WriteToUDP on the other side, pion's default interceptors, 4 MiB receive buffers on its app sockets like gw's ports",

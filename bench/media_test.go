@@ -82,3 +82,45 @@ func TestMediaScenarioSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestLeastStolen: latency windows are measured again only while the
+// hypervisor steals, at most latencyWindows times; the least stolen one
+// counts, with the loss of all of them.
+func TestLeastStolen(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name    string
+		ctx     context.Context
+		steal   []float64
+		windows int
+		want    float64
+	}{
+		{"quiet", context.Background(), []float64{0.004, 0.5}, 1, 0.004},
+		{"stolen once", context.Background(), []float64{0.08, 0.002, 0.5}, 2, 0.002},
+		{"stolen throughout", context.Background(), []float64{0.08, 0.03, 0.05, 0}, latencyWindows, 0.03},
+		{"canceled", canceled, []float64{0.08, 0}, 1, 0.08},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			i := 0
+			w, err := leastStolen(tc.ctx, func() (mediaWindow, error) {
+				w := mediaWindow{steal: tc.steal[i], sent: 100, lost: int64(i), p99: time.Duration(i)}
+				i++
+				return w, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lost := int64(tc.windows * (tc.windows - 1) / 2)
+			if i != tc.windows || w.windows != tc.windows || w.steal != tc.want || w.sent != uint64(100*tc.windows) || w.lost != lost {
+				t.Errorf("measured %d windows, kept %+v; want %d windows, steal %v, sent %d, lost %d", i, w, tc.windows, tc.want, 100*tc.windows, lost)
+			}
+			if tc.steal[w.p99] != w.steal {
+				t.Errorf("kept window %d's figures with steal %v", w.p99, w.steal)
+			}
+		})
+	}
+	if _, err := leastStolen(context.Background(), func() (mediaWindow, error) { return mediaWindow{}, io.ErrUnexpectedEOF }); err != io.ErrUnexpectedEOF {
+		t.Errorf("error: %v", err)
+	}
+}
