@@ -318,6 +318,14 @@ func leastStolen(ctx context.Context, measure func() (mediaWindow, error)) (medi
 	}
 }
 
+// windows says how many latency windows were measured: "1 window".
+func windows(n int) string {
+	if n == 1 {
+		return "1 window"
+	}
+	return fmt.Sprintf("%d windows", n)
+}
+
 // latencies fills the window's latency figures from what k recorded.
 func (w *mediaWindow) latencies(k *rtpload.Sink) {
 	w.latN = k.Latency.Count()
@@ -551,7 +559,7 @@ func mediaScenario(ctx context.Context, env *Env, o mediaOptions) (*Result, erro
 				return res, err
 			}
 			w.gor = c.relay.goroutines()
-			env.Logf("    %s %2d streams latency @%.0f/s: p50 %v p99 %v p99.9 %v (read by the app: p99 %v) lost %d, steal %.1f%% (least of %d windows)", system, n, o.LatRate, w.p50, w.p99, w.p999, w.appP99, w.lost, 100*w.steal, w.windows)
+			env.Logf("    %s %2d streams latency @%.0f/s: p50 %v p99 %v p99.9 %v (read by the app: p99 %v) lost %d, steal %.1f%% (the least stolen of %s)", system, n, o.LatRate, w.p50, w.p99, w.p999, w.appP99, w.lost, 100*w.steal, windows(w.windows))
 			add(mediaPoint{system: system, n: n, point: "latency", traffic: trafficName(0), w: w, srtp: srtp[system]})
 			// Memory under a steady heavy load, before the rate search
 			// overloads the relay (its trials offer up to twice what
@@ -800,8 +808,8 @@ func mediaGoals(points []mediaPoint, o mediaOptions) []Goal {
 	}
 	if p, ok := findPoint(points, "gw", 1, trafficName(0), "latency"); ok {
 		h, _ := findPoint(points, "harness", 1, trafficName(0), "harness")
-		detail := fmt.Sprintf("p50 %s, p99 %s, p99.9 %s from the app's send to the packet's arrival at the other app, over %d packets (the harness alone: p99 %s); to the app's read: p99 %s (the harness alone: %s); the hypervisor took %.1f%% of the CPUs' time meanwhile (steal; the least stolen of %d windows)",
-			fmtDur(p.w.p50), fmtDur(p.w.p99), fmtDur(p.w.p999), p.w.latN, fmtDur(h.w.p99), fmtDur(p.w.appP99), fmtDur(h.w.appP99), 100*p.w.steal, p.w.windows)
+		detail := fmt.Sprintf("p50 %s, p99 %s, p99.9 %s from the app's send to the packet's arrival at the other app, over %d packets (the harness alone: p99 %s); to the app's read: p99 %s (the harness alone: %s); the hypervisor took %.1f%% of the CPUs' time meanwhile (steal; the least stolen of %s)",
+			fmtDur(p.w.p50), fmtDur(p.w.p99), fmtDur(p.w.p999), p.w.latN, fmtDur(h.w.p99), fmtDur(p.w.appP99), fmtDur(h.w.appP99), 100*p.w.steal, windows(p.w.windows))
 		if f, ok := findPoint(points, "udp-forward", 1, trafficName(0), "latency"); ok {
 			detail += fmt.Sprintf("; two plain UDP forwarders in gw's place (udp-forward): p50 %s, p99 %s, with %.1f%% steal",
 				fmtDur(f.w.p50), fmtDur(f.w.p99), 100*f.w.steal)
