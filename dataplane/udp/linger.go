@@ -80,8 +80,8 @@ func perSecond(n uint64, d time.Duration) float64 {
 
 // next is called by a worker after each read, with the messages it read
 // (n; a GRO buffer of several datagrams counts once) and whether they
-// filled its batch. It returns whether
-// the worker polls next, having slept until the next tick if so.
+// filled its batch. It returns whether the worker polls next, having slept
+// until the next tick if so.
 func (l *linger) next(s *portLinger, n int, full bool) bool {
 	now := time.Since(l.epoch)
 	s.reads++
