@@ -168,7 +168,7 @@ func newDCRig(o dcOptions) (*dcRig, error) {
 			// As cmd/gw does: with the kernel's default receive buffer,
 			// SCTP bursts overflow the ICE sockets, and each loss costs a
 			// retransmission timeout.
-			ICENet: udp.NewICENet(dataplane.DefaultSockBuf),
+			ICENet: udp.NewICENet(dataplane.DefaultSockBuf, 0, 0),
 		})
 		if err != nil {
 			r.close()

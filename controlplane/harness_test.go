@@ -85,7 +85,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 		SignalingTimeout: 5 * time.Second,
 		Logger:           testLogger(t),
 		// As cmd/gw runs it.
-		ICENet: udp.NewICENet(dataplane.DefaultSockBuf),
+		ICENet: udp.NewICENet(dataplane.DefaultSockBuf, 0, 0),
 	}
 	for _, o := range opts {
 		o(e, &cfg)

@@ -40,10 +40,18 @@ func main() {
 // held.
 const lingerRate = 2000
 
-// lingerMode says how --dataplane-linger acts, for the ready line: only the
-// batched dataplane has it.
+// lingerFor is --dataplane-linger as it acts: only the batched dataplane,
+// and the ICE sockets with it, have it.
+func lingerFor(dataplaneName string, d time.Duration) time.Duration {
+	if dataplaneName != "mmsg" {
+		return 0
+	}
+	return d
+}
+
+// lingerMode says how --dataplane-linger acts, for the ready line.
 func lingerMode(dataplaneName string, d time.Duration) string {
-	if d == 0 || dataplaneName != "mmsg" {
+	if d = lingerFor(dataplaneName, d); d == 0 {
 		return "off"
 	}
 	return d.String()
@@ -87,7 +95,7 @@ func gatewayFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.icePolicy, "ice-transport-policy", controlplane.ICETransportPolicyAll, "all, or relay: peers created with turn: true send all WebRTC traffic through the TURN servers of --ice-server")
 	fs.StringVar(&o.dataplane, "dataplane", dataplane.DefaultName(), "dataplane implementation: "+strings.Join(dataplane.Names(), ", "))
 	fs.StringVar(&o.dataplaneCPUs, "dataplane-cpus", "", "CPUs dataplane workers are pinned to, e.g. 0,2-3 (default: not pinned)")
-	fs.DurationVar(&o.linger, "dataplane-linger", 2*time.Millisecond, "while media ports receive over 2,000 packets/s in all, read those whose packets arrive spread out every this long, in batches, rather than on each packet's arrival (less CPU, at most this much added latency); 0: off")
+	fs.DurationVar(&o.linger, "dataplane-linger", 2*time.Millisecond, "while media ports (or, apart, the WebRTC sockets) receive over 2,000 packets/s in all, read those whose packets arrive spread out every this long, in batches, rather than on each packet's arrival (less CPU, at most this much added latency); 0: off")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for peers to close")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's profiles (net/http/pprof) at http://ADDR/debug/pprof/, for profiling gw (default: off)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve GET /metrics on this address (default: only on the API listener)")
@@ -268,7 +276,7 @@ func runGateway(o options, log *slog.Logger) error {
 		EventTimeout:       o.eventTimeout,
 		ICEServers:         ice,
 		ICETransportPolicy: o.icePolicy,
-		ICENet:             udp.NewICENet(dataplane.DefaultSockBuf),
+		ICENet:             udp.NewICENet(dataplane.DefaultSockBuf, lingerFor(dp.Name(), o.linger), lingerRate),
 		Dataplane:          dp,
 		DataDataplane:      dataDP,
 		Metrics:            reg,

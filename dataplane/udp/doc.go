@@ -76,6 +76,12 @@
 // bound with to a plain descriptor the netpoller does not know, and its
 // worker waits on a registered duplicate of it, closed while polling.
 //
+// ICENet's sockets linger the same way, apart (their own rate, the same
+// ticks): on Linux each is a plain descriptor too, and pion's reader of a
+// busy one sleeps to the tick after a read that found nothing. So the
+// receiving gw reads a connection's paced SRTP on the tick, and the
+// goroutines pion hands each packet to run on that one wake-up.
+//
 // # GRO buffers
 //
 // A coalesced buffer can be up to 64 KiB, and the kernel truncates (loses)

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -39,13 +41,16 @@ type ICENet struct {
 	holds   atomic.Int32
 	pool    *bufpool.Pool // queued datagrams' copies
 	rxPool  *bufpool.Pool // receive buffers (iceReceiver), nil if none
+	linger  *linger       // nil: reads always wait for a datagram
 	mu      sync.Mutex
 	dirty   []*iceConn // sockets with a queue since the last Release
 }
 
-// NewICENet makes the network; one serves every PeerConnection.
-func NewICENet(sockBuf int) *ICENet {
-	n := &ICENet{sockBuf: sockBuf, pool: bufpool.New(dataplane.DefaultBufSize)}
+// NewICENet makes the network; one serves every PeerConnection. Linger and
+// lingerRate act on its sockets' reads as dataplane.Config's Linger and
+// LingerRate do on a plane's ports (on Linux; 0 is off).
+func NewICENet(sockBuf int, linger time.Duration, lingerRate int) *ICENet {
+	n := &ICENet{sockBuf: sockBuf, pool: bufpool.New(dataplane.DefaultBufSize), linger: newLinger(linger, lingerRate)}
 	if groBufSize > 0 {
 		n.rxPool = bufpool.New(groBufSize)
 	}
@@ -146,10 +151,9 @@ func (n *iceNet) wrap(c transport.UDPConn) transport.UDPConn {
 	}
 	setRecvBuffer(rc, n.g.sockBuf, u.SetReadBuffer)
 	ic := &iceConn{UDPConn: u, g: n.g}
-	if err := ic.tx.setup(u, rc); err != nil {
+	if err := ic.open(u, rc); err != nil {
 		return c
 	}
-	ic.rx.setup(rc, n.g.rxPool)
 	return ic
 }
 
@@ -209,7 +213,7 @@ func (c *iceConn) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) 
 func (c *iceConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
-		return c.UDPConn.WriteTo(b, addr) // the net package's error
+		return 0, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Addr: addr, Err: syscall.EINVAL}
 	}
 	return c.WriteToUDP(b, ua)
 }
@@ -225,11 +229,11 @@ func (c *iceConn) write(b []byte, dst netip.AddrPort) (int, error) {
 		return 0, net.ErrClosed
 	}
 	if !c.g.held() && len(c.bufs) == 0 {
-		return c.UDPConn.WriteToUDPAddrPort(b, dst)
+		return c.writeNow(b, dst)
 	}
 	if len(b) > c.g.pool.Size() || !dst.IsValid() {
 		c.flushLocked() // keep the order, then this one alone
-		return c.UDPConn.WriteToUDPAddrPort(b, dst)
+		return c.writeNow(b, dst)
 	}
 	buf := c.g.pool.Get()
 	c.bufs = append(c.bufs, buf[:copy(buf, b)])
@@ -277,5 +281,5 @@ func (c *iceConn) Close() error {
 	c.flushLocked()
 	c.closed = true
 	c.mu.Unlock()
-	return c.UDPConn.Close()
+	return c.closeSocket()
 }

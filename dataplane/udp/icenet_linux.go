@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -18,10 +19,91 @@ import (
 
 const iceBatching = true
 
-// iceSender sends an ICE socket's queue with the dataplane's batch sender.
-type iceSender struct{ b batchSender }
+// open moves u's socket to a descriptor the netpoller does not know, the
+// way the dataplane's ports do (package doc, Linger): a registered socket
+// wakes the netpoller's thread on every datagram even while its reader
+// polls on the linger tick. Reads wait on a registered duplicate instead,
+// closed while polling; writes never wait (MSG_DONTWAIT). u is closed; its
+// address stays readable. On failure u is left as it was.
+func (c *iceConn) open(u *net.UDPConn, rc syscall.RawConn) error {
+	fd, err := dupSocket(rc, false)
+	if err != nil {
+		return err
+	}
+	sock := os.NewFile(uintptr(fd), "udp") // blocking: not registered
+	src, err := sock.SyscallConn()
+	if err == nil {
+		err = c.tx.setup(src)
+	}
+	if err != nil {
+		sock.Close()
+		return err
+	}
+	c.rx.setup(sock, src, c.g)
+	u.Close()
+	return nil
+}
 
-func (s *iceSender) setup(_ *net.UDPConn, rc syscall.RawConn) error {
+// dupSocket duplicates rc's descriptor, setting O_NONBLOCK as asked: the
+// flag is the socket's, shared by all its descriptors, and os.NewFile
+// registers a descriptor with the netpoller if and only if it is set.
+func dupSocket(rc syscall.RawConn, nonblock bool) (int, error) {
+	fd, derr := -1, error(nil)
+	err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	if err == nil {
+		err = derr
+	}
+	if err == nil {
+		if err = unix.SetNonblock(fd, nonblock); err != nil {
+			unix.Close(fd)
+		}
+	}
+	return fd, err
+}
+
+// writeNow sends b alone; c.mu is held.
+func (c *iceConn) writeNow(b []byte, dst netip.AddrPort) (int, error) {
+	c.tx.one[0] = b
+	_, _, _, err := c.tx.b.sendBatch(c.tx.one[:], dst)
+	c.tx.one[0] = nil
+	if err != nil {
+		return 0, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Addr: net.UDPAddrFromAddrPort(dst), Err: err}
+	}
+	return len(b), nil
+}
+
+func (c *iceConn) closeSocket() error { return c.rx.close() }
+
+// SetDeadline sets the read deadline: writes never wait.
+func (c *iceConn) SetDeadline(t time.Time) error { return c.rx.setDeadline(t) }
+
+func (c *iceConn) SetReadDeadline(t time.Time) error { return c.rx.setDeadline(t) }
+
+// SetWriteDeadline does nothing: writes never wait.
+func (c *iceConn) SetWriteDeadline(time.Time) error { return nil }
+
+func (c *iceConn) SetReadBuffer(n int) error { return c.setsockopt(unix.SO_RCVBUF, n) }
+
+func (c *iceConn) SetWriteBuffer(n int) error { return c.setsockopt(unix.SO_SNDBUF, n) }
+
+func (c *iceConn) setsockopt(opt, n int) error {
+	var serr error
+	if err := c.rx.rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, n) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// SyscallConn is the socket's.
+func (c *iceConn) SyscallConn() (syscall.RawConn, error) { return c.rx.rc, nil }
+
+// iceSender sends an ICE socket's queue with the dataplane's batch sender.
+type iceSender struct {
+	b   batchSender
+	one [1][]byte // writeNow's batch
+}
+
+func (s *iceSender) setup(rc syscall.RawConn) error {
 	var family int
 	var gso bool
 	var ferr error
@@ -36,7 +118,7 @@ func (s *iceSender) setup(_ *net.UDPConn, rc syscall.RawConn) error {
 	if err != nil {
 		return err
 	}
-	s.b.init(rc, true, family, gso, nil)
+	s.b.init(rc, false, family, gso, nil)
 	return nil
 }
 
@@ -44,17 +126,26 @@ func (s *iceSender) send(pkts [][]byte, dst netip.AddrPort) {
 	_, _, _, _ = s.b.sendBatch(pkts, dst)
 }
 
-// iceReceiver reads an ICE socket with UDP_GRO on: a run of equal-size
-// datagrams from one peer that sent them with GSO (gw does, for a burst of
-// RTP) arrives as one buffer, read with one system call, and is handed out
-// one datagram per read. On loopback the kernel then never splits the
-// sender's GSO message at all. Where the kernel refuses UDP_GRO, reads go
-// straight to the socket.
+// iceReceiver reads an ICE socket with UDP_GRO on where the kernel has it:
+// a run of equal-size datagrams from one peer that sent them with GSO (gw
+// does, for a burst of RTP) arrives as one buffer, read with one system
+// call, and is handed out one datagram per read. On loopback the kernel
+// then never splits the sender's GSO message at all.
+//
+// With the ICENet's linger, a socket of a busy ICENet whose reader would
+// wake up over lingerPortWakes times a second polls instead: after a read
+// that found nothing, its reader sleeps to the next tick (the dataplane's
+// ticks) and reads again without waiting. So the datagrams of every such
+// socket, and the pion goroutines each wakes, run on one thread wake-up a
+// tick, not one per datagram.
 type iceReceiver struct {
-	on     bool
-	rc     syscall.RawConn
-	pool   *bufpool.Pool // groBufSize buffers, shared by an ICENet's sockets
+	on     bool // UDP_GRO
+	sock   *os.File
+	rc     syscall.RawConn // sock's
+	pool   *bufpool.Pool   // groBufSize buffers, shared by an ICENet's sockets
 	readFn func(fd uintptr) bool
+	pollFn func(fd uintptr)
+	l      *linger // nil: reads always wait
 
 	mu   sync.Mutex // one reader at a time; the rest under it
 	buf  []byte     // holds what recvmsg got, while any of it is unread
@@ -69,29 +160,47 @@ type iceReceiver struct {
 	ctrl [4]uint64 // a UDP_GRO control message, cmsghdr-aligned
 	// zones names interface indexes for link-local sources: pion matches
 	// them to candidates with the zone, as the net package gives it.
-	zones map[uint32]string
+	zones  map[uint32]string
+	lg     portLinger
+	poll   bool // reads on the tick
+	read1  bool // a read happened: lg has something to judge
+	found  bool // the last read found a message
+	waitRC syscall.RawConn
+
+	wmu      sync.Mutex // guards waiter and deadline; closed changes under it
+	waiter   *os.File   // registered duplicate of sock, while reads wait
+	deadline time.Time
+	dl       atomic.Int64 // deadline in Unix ns for polling reads, 0 if none
+	closed   atomic.Bool
 
 	coalesced atomic.Uint64 // buffers that held more than one datagram (tests)
+	polls     atomic.Uint64 // reads made on the tick (tests)
 }
 
 // groBufSize holds the largest coalesced buffer (a 64 KiB IP datagram's
 // payload) and so any single datagram.
 const groBufSize = 64 << 10
 
-func (r *iceReceiver) setup(rc syscall.RawConn, pool *bufpool.Pool) {
-	var err error
-	if cerr := rc.Control(func(fd uintptr) {
-		err = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
-	}); cerr != nil || err != nil {
-		return
-	}
-	r.on, r.rc, r.pool = true, rc, pool
+func (r *iceReceiver) setup(sock *os.File, rc syscall.RawConn, g *ICENet) {
+	r.sock, r.rc, r.pool, r.l = sock, rc, g.rxPool, g.linger
+	_ = rc.Control(func(fd uintptr) {
+		r.on = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+	})
 	r.hdr.Name = (*byte)(unsafe.Pointer(&r.name))
 	r.hdr.Iov = &r.iov
 	r.hdr.SetIovlen(1)
 	r.hdr.Control = (*byte)(unsafe.Pointer(&r.ctrl[0]))
 	// Created once: a fresh closure per read would allocate.
-	r.readFn = func(fd uintptr) bool {
+	r.readFn = r.recv(true)
+	poll := r.recv(false)
+	r.pollFn = func(fd uintptr) { poll(fd) }
+}
+
+// recv is a read function: recvmsg without waiting, and when the socket
+// is empty, false (park in the netpoller until readable) if wait, else no
+// buffer.
+func (r *iceReceiver) recv(wait bool) func(fd uintptr) bool {
+	return func(fd uintptr) bool {
 		r.buf = r.pool.Get()
 		r.iov.Base = &r.buf[0]
 		r.iov.SetLen(len(r.buf))
@@ -109,7 +218,7 @@ func (r *iceReceiver) setup(rc syscall.RawConn, pool *bufpool.Pool) {
 				continue
 			case unix.EAGAIN:
 				r.drop()
-				return false // wait in the netpoller until readable
+				return !wait
 			default:
 				r.drop()
 				r.rerr = e
@@ -117,6 +226,134 @@ func (r *iceReceiver) setup(rc syscall.RawConn, pool *bufpool.Pool) {
 			}
 		}
 	}
+}
+
+// fill reads the socket's next message into buf (or an error into rerr):
+// waiting for it, or on the linger tick.
+func (r *iceReceiver) fill(c *net.UDPConn) error {
+	for {
+		r.pace()
+		var err error
+		if r.poll {
+			r.polls.Add(1)
+			if err = r.checkDeadline(); err == nil {
+				err = r.rc.Control(r.pollFn)
+			}
+		} else {
+			err = r.wait()
+		}
+		r.read1 = true
+		r.found = r.buf != nil
+		if r.closed.Load() {
+			err = net.ErrClosed // whatever the closed descriptor said
+		}
+		if err != nil {
+			if r.buf != nil {
+				r.drop()
+			}
+			return &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: err}
+		}
+		if r.found || r.rerr != 0 {
+			return nil
+		}
+	}
+}
+
+// pace hands linger what the last read found; a socket that polls sleeps
+// there to the next tick after a read that found nothing.
+func (r *iceReceiver) pace() {
+	if r.l == nil || !r.read1 {
+		return
+	}
+	n := 0
+	if r.found {
+		n = 1
+	}
+	next := r.l.next(&r.lg, n, r.found)
+	if next && !r.poll {
+		r.closeWaiter()
+	}
+	r.poll = next
+}
+
+// wait reads, parked on the registered duplicate until there is something.
+func (r *iceReceiver) wait() error {
+	r.wmu.Lock()
+	if r.closed.Load() {
+		r.wmu.Unlock()
+		return net.ErrClosed
+	}
+	if r.waiter == nil {
+		fd, err := dupSocket(r.rc, true)
+		if err != nil {
+			r.wmu.Unlock()
+			return err
+		}
+		r.waiter = os.NewFile(uintptr(fd), "udp") // non-blocking: registered
+		if r.waitRC, err = r.waiter.SyscallConn(); err == nil && !r.deadline.IsZero() {
+			err = r.waiter.SetReadDeadline(r.deadline)
+		}
+		if err != nil {
+			r.waiter.Close()
+			r.waiter, r.waitRC = nil, nil
+			r.wmu.Unlock()
+			return err
+		}
+	}
+	rc := r.waitRC
+	r.wmu.Unlock()
+	return rc.Read(r.readFn)
+}
+
+func (r *iceReceiver) closeWaiter() {
+	r.wmu.Lock()
+	if r.waiter != nil {
+		r.waiter.Close()
+		r.waiter, r.waitRC = nil, nil
+	}
+	r.wmu.Unlock()
+}
+
+// checkDeadline is a timeout error once the read deadline has passed.
+func (r *iceReceiver) checkDeadline() error {
+	if dl := r.dl.Load(); dl != 0 && time.Now().UnixNano() >= dl {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+func (r *iceReceiver) setDeadline(t time.Time) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed.Load() {
+		return net.ErrClosed
+	}
+	r.deadline = t
+	var dl int64
+	if !t.IsZero() {
+		dl = max(t.UnixNano(), 1)
+	}
+	r.dl.Store(dl)
+	if r.waiter != nil {
+		return r.waiter.SetReadDeadline(t)
+	}
+	return nil
+}
+
+// close closes the waiter (waking a reader parked on it) and the socket.
+// A reader asleep to the tick finds it closed when it wakes.
+func (r *iceReceiver) close() error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed.Load() {
+		return net.ErrClosed
+	}
+	r.closed.Store(true)
+	if r.waiter != nil {
+		r.waiter.Close()
+		r.waiter, r.waitRC = nil, nil
+	}
+	return r.sock.Close()
 }
 
 // drop gives the buffer back.
@@ -128,16 +365,10 @@ func (r *iceReceiver) drop() {
 // read returns the next datagram: the rest of the last buffer, or what
 // the socket has next.
 func (r *iceReceiver) read(c *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
-	if !r.on {
-		return c.ReadFromUDPAddrPort(b)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.buf == nil {
-		if err := r.rc.Read(r.readFn); err != nil {
-			if r.buf != nil {
-				r.drop()
-			}
+		if err := r.fill(c); err != nil {
 			return 0, netip.AddrPort{}, err
 		}
 		if r.rerr != 0 {

@@ -3,6 +3,7 @@ package udp
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
@@ -19,7 +20,7 @@ type icePair struct {
 
 func newICEPair(t *testing.T) *icePair {
 	t.Helper()
-	g := NewICENet(4 << 20)
+	g := NewICENet(4<<20, 0, 0)
 	open := func() *iceConn { return openICE(t, g).(*iceConn) }
 	p := &icePair{g: g, tx: open(), rx: open()}
 	p.dst = p.rx.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -219,7 +220,7 @@ func TestICEReceiveLinkLocalZone(t *testing.T) {
 	if ip == nil {
 		t.Skip("no interface with a link-local IPv6 address")
 	}
-	g := NewICENet(1 << 20)
+	g := NewICENet(1<<20, 0, 0)
 	n, err := g.Net()
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +254,7 @@ func TestICEReceiveLinkLocalZone(t *testing.T) {
 // On a dual-stack socket an IPv4 source comes in the form the net package
 // gives (IPv4-mapped), as pion saw it before GRO reads.
 func TestICEReceiveMappedSourceAsNetGivesIt(t *testing.T) {
-	g := NewICENet(1 << 20)
+	g := NewICENet(1<<20, 0, 0)
 	n, err := g.Net()
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +295,7 @@ func TestICEReceiveMappedSourceAsNetGivesIt(t *testing.T) {
 // (Linux reports twice the size set).
 func TestICENetReceiveBuffer(t *testing.T) {
 	const want = 1 << 20
-	n, err := NewICENet(want).Net()
+	n, err := NewICENet(want, 0, 0).Net()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,5 +322,174 @@ func TestICENetReceiveBuffer(t *testing.T) {
 		if got < want {
 			t.Errorf("%T: SO_RCVBUF %d, want at least %d", c, got, want)
 		}
+	}
+}
+
+// lingerState is what the socket's reader decided last: whether it polls,
+// and whether it has a registered duplicate to wait on. Only while no read
+// is running.
+func (c *iceConn) lingerState() (poll, waiter bool) {
+	c.rx.mu.Lock()
+	defer c.rx.mu.Unlock()
+	c.rx.wmu.Lock()
+	defer c.rx.wmu.Unlock()
+	return c.rx.poll, c.rx.waiter != nil
+}
+
+// TestICEReceiveLingers: with the ICENet's linger, a socket read once a
+// millisecond or so polls on the tick, with nothing registered with the
+// netpoller, and loses nothing; a read deadline still ends a polling read;
+// and once the traffic stops it waits for each datagram again.
+func TestICEReceiveLingers(t *testing.T) {
+	const tick = 5 * time.Millisecond
+	fds := openFDs(t)
+	g := NewICENet(4<<20, tick, 200)
+	tx, rx := openICE(t, g).(*iceConn), openICE(t, g).(*iceConn)
+	dst := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	// One descriptor each until a read waits: the net.UDPConn the network
+	// made is closed.
+	if d := openFDs(t) - fds; d != 2 {
+		t.Errorf("%d descriptors for two sockets before any read, want 2", d)
+	}
+
+	const n = 1000
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1500)
+		_ = rx.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for i := range uint32(n) {
+			k, _, err := rx.ReadFromAddrPort(buf)
+			if err != nil {
+				errc <- err
+				return
+			}
+			if got := binary.BigEndian.Uint32(buf); k != 200 || got != i {
+				errc <- fmt.Errorf("datagram %d: %d bytes, number %d", i, k, got)
+				return
+			}
+		}
+		errc <- nil
+	}()
+	for i := range uint32(n) {
+		if _, err := tx.WriteToAddrPort(icePacket(i, 200), dst); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the paced datagrams were not all read")
+	}
+	polls := rx.rx.polls.Load()
+	poll, waiter := rx.lingerState()
+	t.Logf("%d reads on the tick for %d datagrams", polls, n)
+	if polls == 0 || !poll {
+		t.Fatalf("a socket read %d times a second never polled (%d polls; polling now: %v)", n, polls, poll)
+	}
+	if waiter {
+		t.Error("a polling socket keeps a duplicate registered with the netpoller")
+	}
+
+	// A deadline ends a read that polls.
+	_ = rx.SetReadDeadline(time.Now().Add(2 * tick))
+	_, _, err := rx.ReadFromAddrPort(make([]byte, 1500))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("polling read past its deadline: %v, want a timeout", err)
+	}
+
+	// Quiet: the next read goes back to waiting, and gets a late datagram.
+	_ = rx.SetReadDeadline(time.Time{})
+	go func() {
+		buf := make([]byte, 1500)
+		k, _, err := rx.ReadFromAddrPort(buf)
+		if err == nil && (k != 300 || binary.BigEndian.Uint32(buf) != n) {
+			err = fmt.Errorf("late datagram: %d bytes, number %d", k, binary.BigEndian.Uint32(buf))
+		}
+		errc <- err
+	}()
+	waitFor(t, "the reader to wait again", func() bool {
+		rx.rx.wmu.Lock()
+		defer rx.rx.wmu.Unlock()
+		return rx.rx.waiter != nil
+	})
+	quiet := rx.rx.polls.Load()
+	time.Sleep(20 * tick)
+	if p := rx.rx.polls.Load(); p != quiet {
+		t.Errorf("%d polls while waiting", p-quiet)
+	}
+	if _, err := tx.WriteToAddrPort(icePacket(n, 300), dst); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting socket did not read a late datagram")
+	}
+}
+
+// Close while a socket polls ends its read with net.ErrClosed and leaves
+// no descriptor open.
+func TestICEReceiveLingerClose(t *testing.T) {
+	const tick = 5 * time.Millisecond
+	fds := openFDs(t)
+	g := NewICENet(4<<20, tick, 200)
+	n, err := g.Net()
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *iceConn {
+		c, err := n.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*iceConn)
+	}
+	tx, rx := open(), open()
+	dst := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := rx.ReadFromAddrPort(buf); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	for i := uint32(0); rx.rx.polls.Load() < 50; i++ {
+		if i == 5000 {
+			t.Fatal("the socket never polled")
+		}
+		_, _ = tx.WriteToAddrPort(icePacket(i, 200), dst)
+		time.Sleep(time.Millisecond)
+	}
+	if err := rx.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("polling read after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end a polling read")
+	}
+	if err := rx.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Close: %v, want net.ErrClosed", err)
+	}
+	tx.Close()
+	if got := openFDs(t); got != fds {
+		t.Errorf("%d descriptors open after Close, %d before", got, fds)
+	}
+	if idle, all := g.rxPool.Idle(), g.rxPool.Allocated(); idle != all {
+		t.Errorf("%d of %d receive buffers not returned", all-idle, all)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
-
-	"github.com/gw-project/gw/dataplane/bufpool"
 )
 
 // Without sendmmsg there is nothing to gain from queueing.
@@ -15,10 +13,17 @@ const iceBatching = false
 
 type iceSender struct{ c *net.UDPConn }
 
-func (s *iceSender) setup(c *net.UDPConn, _ syscall.RawConn) error {
-	s.c = c
+// open: the socket stays with u.
+func (c *iceConn) open(u *net.UDPConn, _ syscall.RawConn) error {
+	c.tx.c = u
 	return nil
 }
+
+func (c *iceConn) writeNow(b []byte, dst netip.AddrPort) (int, error) {
+	return c.UDPConn.WriteToUDPAddrPort(b, dst)
+}
+
+func (c *iceConn) closeSocket() error { return c.UDPConn.Close() }
 
 func (s *iceSender) send(pkts [][]byte, dst netip.AddrPort) {
 	for _, p := range pkts {
@@ -28,8 +33,6 @@ func (s *iceSender) send(pkts [][]byte, dst netip.AddrPort) {
 
 // iceReceiver reads straight from the socket.
 type iceReceiver struct{}
-
-func (r *iceReceiver) setup(syscall.RawConn, *bufpool.Pool) {}
 
 func (r *iceReceiver) read(c *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
 	return c.ReadFromUDPAddrPort(b)

@@ -22,7 +22,7 @@ type iceRig struct {
 
 func newICERig(t *testing.T) *iceRig {
 	t.Helper()
-	g := NewICENet(4 << 20)
+	g := NewICENet(4<<20, 0, 0)
 	c := openICE(t, g)
 	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -250,7 +250,7 @@ func TestICENetHoldDoesNotAllocate(t *testing.T) {
 // The mDNS socket stays a *net.UDPConn: pion's mDNS reads through
 // x/net/ipv4, which fails on anything else.
 func TestICENetLeavesMulticastAlone(t *testing.T) {
-	n, err := NewICENet(1 << 20).Net()
+	n, err := NewICENet(1<<20, 0, 0).Net()
 	if err != nil {
 		t.Fatal(err)
 	}

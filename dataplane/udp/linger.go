@@ -44,11 +44,15 @@ type linger struct {
 	judgedN atomic.Uint64 // pkts at the last judgement
 }
 
+// lingerEpoch is every linger's: the ticks of a process's planes and ICE
+// sockets fall together, so one wake-up serves them all.
+var lingerEpoch = time.Now()
+
 func newLinger(tick time.Duration, minRate int) *linger {
 	if tick <= 0 || minRate <= 0 {
 		return nil
 	}
-	return &linger{tick: tick, minRate: float64(minRate), epoch: time.Now()}
+	return &linger{tick: tick, minRate: float64(minRate), epoch: lingerEpoch}
 }
 
 // portLinger is one worker's part: its own traffic and mode.
