@@ -44,23 +44,6 @@ func (c *iceConn) open(u *net.UDPConn, rc syscall.RawConn) error {
 	return nil
 }
 
-// dupSocket duplicates rc's descriptor, setting O_NONBLOCK as asked: the
-// flag is the socket's, shared by all its descriptors, and os.NewFile
-// registers a descriptor with the netpoller if and only if it is set.
-func dupSocket(rc syscall.RawConn, nonblock bool) (int, error) {
-	fd, derr := -1, error(nil)
-	err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
-	if err == nil {
-		err = derr
-	}
-	if err == nil {
-		if err = unix.SetNonblock(fd, nonblock); err != nil {
-			unix.Close(fd)
-		}
-	}
-	return fd, err
-}
-
 // writeNow sends b alone; c.mu is held.
 func (c *iceConn) writeNow(b []byte, dst netip.AddrPort) (int, error) {
 	c.tx.one[0] = b
@@ -160,18 +143,17 @@ type iceReceiver struct {
 	ctrl [4]uint64 // a UDP_GRO control message, cmsghdr-aligned
 	// zones names interface indexes for link-local sources: pion matches
 	// them to candidates with the zone, as the net package gives it.
-	zones  map[uint32]string
-	lg     portLinger
-	poll   bool // reads on the tick
-	read1  bool // a read happened: lg has something to judge
-	found  bool // the last read found a message
-	waitRC syscall.RawConn
+	zones map[uint32]string
+	lg    portLinger
+	poll  bool // reads on the tick
+	read1 bool // a read happened: lg has something to judge
+	found bool // the last read found a message
 
-	wmu      sync.Mutex // guards waiter and deadline; closed changes under it
-	waiter   *os.File   // registered duplicate of sock, while reads wait
-	deadline time.Time
-	dl       atomic.Int64 // deadline in Unix ns for polling reads, 0 if none
-	closed   atomic.Bool
+	wmu    sync.Mutex      // guards waiter and waitRC; closed and dl change under it
+	waiter *os.File        // registered duplicate of sock, while reads wait
+	waitRC syscall.RawConn // waiter's
+	dl     atomic.Int64    // the read deadline in Unix ns, 0 if none
+	closed atomic.Bool
 
 	coalesced atomic.Uint64 // buffers that held more than one datagram (tests)
 	polls     atomic.Uint64 // reads made on the tick (tests)
@@ -290,8 +272,8 @@ func (r *iceReceiver) wait() error {
 			return err
 		}
 		r.waiter = os.NewFile(uintptr(fd), "udp") // non-blocking: registered
-		if r.waitRC, err = r.waiter.SyscallConn(); err == nil && !r.deadline.IsZero() {
-			err = r.waiter.SetReadDeadline(r.deadline)
+		if r.waitRC, err = r.waiter.SyscallConn(); err == nil && r.dl.Load() != 0 {
+			err = r.waiter.SetReadDeadline(time.Unix(0, r.dl.Load()))
 		}
 		if err != nil {
 			r.waiter.Close()
@@ -328,7 +310,6 @@ func (r *iceReceiver) setDeadline(t time.Time) error {
 	if r.closed.Load() {
 		return net.ErrClosed
 	}
-	r.deadline = t
 	var dl int64
 	if !t.IsZero() {
 		dl = max(t.UnixNano(), 1)

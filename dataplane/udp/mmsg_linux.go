@@ -293,7 +293,7 @@ func (p *mmsgPort) loop() {
 func (p *mmsgPort) detach() error {
 	// Blocking, so that os.NewFile does not register it (calls on it pass
 	// MSG_DONTWAIT); the waiter sets the flag back.
-	fd, err := p.dup(false)
+	fd, err := dupSocket(p.rc, false)
 	if err != nil {
 		return err
 	}
@@ -308,12 +308,12 @@ func (p *mmsgPort) detach() error {
 	return nil
 }
 
-// dup duplicates the socket's descriptor, setting O_NONBLOCK as asked: the
+// dupSocket duplicates rc's descriptor, setting O_NONBLOCK as asked: the
 // flag is the socket's, shared by all its descriptors, and os.NewFile
 // registers a descriptor with the netpoller if and only if it is set.
-func (p *mmsgPort) dup(nonblock bool) (int, error) {
+func dupSocket(rc syscall.RawConn, nonblock bool) (int, error) {
 	fd, derr := -1, error(nil)
-	err := p.rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
 	if err == nil {
 		err = derr
 	}
@@ -341,7 +341,7 @@ func (p *mmsgPort) setWaiter(on bool) error {
 	if p.closing.Load() {
 		return net.ErrClosed
 	}
-	fd, err := p.dup(true)
+	fd, err := dupSocket(p.rc, true)
 	if err != nil {
 		return err
 	}
