@@ -16,7 +16,7 @@ import (
 )
 
 // ICENet is the network pion's ICE agents open their UDP sockets through:
-// the standard one, with three differences.
+// the standard one, with four differences.
 //
 // Its sockets get a receive buffer of sockBuf bytes, like the dataplane's
 // ports. With the kernel's default (about 200 KiB, some 90 datagrams of
@@ -36,6 +36,11 @@ import (
 // GSO by a peer (another gw, say), arrives as one buffer, read with one
 // system call and handed to pion a datagram at a time; over loopback the
 // sender's kernel then does not split it either.
+//
+// And on Linux, with a linger, a busy socket is read on the dataplane's
+// linger tick rather than on each datagram's arrival (iceReceiver), so
+// that paced SRTP from a peer costs the receiving gw one thread wake-up a
+// tick for all its connections.
 type ICENet struct {
 	sockBuf int
 	holds   atomic.Int32
