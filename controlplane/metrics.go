@@ -70,6 +70,9 @@ func (s *Server) wireMetrics() {
 		}
 	}
 	m.SetDataplane(dps...)
+	if p, ok := s.cfg.ICENet.(interface{ Polling() int }); ok {
+		m.SetICEPolling(p.Polling)
+	}
 	m.SetStreamSource(s.media)
 	m.SetDataConnSource(s.data)
 	m.SetPeerConnectionSource(s)

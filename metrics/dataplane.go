@@ -10,17 +10,21 @@ import (
 
 type dpBox struct{ dps []dataplane.Dataplane }
 
+type iceBox struct{ polling func() int }
+
 // dataplaneCollector turns the dataplane's totals into gw_dataplane_* at
 // scrape time: the packet path keeps its own atomic counters and never
 // touches Prometheus.
 type dataplaneCollector struct {
 	src atomic.Pointer[dpBox]
+	ice atomic.Pointer[iceBox]
 	// overflowSeen: once the kernel drop counter was available, the
 	// rx_queue_overflow series stays, even while no port is open.
 	overflowSeen atomic.Bool
 
 	packets, bytes, syscalls, batch, drops  *prometheus.Desc
 	ports, polling, buffers, bufBytes, info *prometheus.Desc
+	icePolling                              *prometheus.Desc
 }
 
 func newDataplaneCollector() *dataplaneCollector {
@@ -42,18 +46,23 @@ func newDataplaneCollector() *dataplaneCollector {
 			"Open ports whose worker reads on the --dataplane-linger tick now, in batches, rather than waiting for each datagram.", nil, nil),
 		buffers:  prometheus.NewDesc("gw_dataplane_buffers", "Packet buffers of the dataplane's pool: held by port workers (in_use) or waiting in the pool (idle).", []string{"state"}, nil),
 		bufBytes: prometheus.NewDesc("gw_dataplane_buffer_bytes", "Memory of the packet buffers counted in gw_dataplane_buffers.", []string{"state"}, nil),
+		icePolling: prometheus.NewDesc("gw_ice_polling_sockets",
+			"ICE sockets (the WebRTC side) read on the --dataplane-linger tick now, rather than on each datagram's arrival.", nil, nil),
 		info: prometheus.NewDesc("gw_dataplane_info",
 			"The dataplane implementation and the kernel features its open ports use; always 1.", []string{"implementation", "features"}, nil),
 	}
 }
 
 func (c *dataplaneCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.syscalls, c.batch, c.drops, c.ports, c.polling, c.buffers, c.bufBytes, c.info} {
+	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.syscalls, c.batch, c.drops, c.ports, c.polling, c.buffers, c.bufBytes, c.info, c.icePolling} {
 		ch <- d
 	}
 }
 
 func (c *dataplaneCollector) Collect(ch chan<- prometheus.Metric) {
+	if ice := c.ice.Load(); ice != nil {
+		ch <- prometheus.MustNewConstMetric(c.icePolling, prometheus.GaugeValue, float64(ice.polling()))
+	}
 	b := c.src.Load()
 	if b == nil || len(b.dps) == 0 {
 		return

@@ -297,6 +297,14 @@ func (r *Registry) SetDataplane(dps ...dataplane.Dataplane) {
 	r.dp.src.Store(b)
 }
 
+// SetICEPolling makes scrapes report gw_ice_polling_sockets: what polling
+// returns, the ICE sockets read on the linger tick now (udp.ICENet.Polling).
+func (r *Registry) SetICEPolling(polling func() int) {
+	if r != nil && polling != nil {
+		r.dp.ice.Store(&iceBox{polling})
+	}
+}
+
 // SetStreamSource makes scrapes list the media streams s reports.
 func (r *Registry) SetStreamSource(s StreamSource) {
 	if r != nil {

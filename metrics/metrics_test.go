@@ -56,6 +56,7 @@ var wantFamilies = []string{
 	"gw_dtls_failures_total",
 	"gw_http_request_duration_seconds",
 	"gw_http_requests_total",
+	"gw_ice_polling_sockets",
 	"gw_media_jitter_seconds",
 	"gw_media_loss_ratio",
 	"gw_media_rtt_seconds",
@@ -129,6 +130,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func fullRegistry(t *testing.T) *Registry {
 	r := New(Options{Version: "test", MaxStreams: 10})
 	r.SetDataplane(newDataplane(t))
+	r.SetICEPolling(func() int { return 3 })
 	r.SetStreamSource(StreamSourceFunc(testStreams))
 	r.SetDataConnSource(DataConnSourceFunc(func() []DataConnStats {
 		return []DataConnStats{{Peer: "cam", RemotePeer: "viewer", Connection: "dc-1", MessagesSent: 3, BytesSent: 300, BufferedAmount: 10}}
@@ -255,6 +257,7 @@ func TestValues(t *testing.T) {
 		{"gw_dataplane_bytes_total", []string{"direction", "rx"}, 1000},
 		{"gw_dataplane_ports", nil, 1},
 		{"gw_dataplane_polling_ports", nil, 0}, // std never lingers
+		{"gw_ice_polling_sockets", nil, 3},
 		{"gw_dataplane_batch_size", nil, 5},
 		{"gw_dataplane_drops_total", []string{"reason", "no_sink"}, 0},
 		{"gw_dataplane_info", []string{"implementation", "std"}, 1},

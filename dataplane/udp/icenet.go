@@ -62,6 +62,14 @@ func NewICENet(sockBuf int, linger time.Duration, lingerRate int) *ICENet {
 	return n
 }
 
+// Polling is how many of its sockets are read on the linger tick now.
+func (n *ICENet) Polling() int {
+	if n.linger == nil {
+		return 0
+	}
+	return int(n.linger.polling.Load())
+}
+
 // Net is the transport.Net for one ICE agent (pion's SettingEngine.SetNet).
 func (n *ICENet) Net() (transport.Net, error) {
 	sn, err := stdnet.NewNet()

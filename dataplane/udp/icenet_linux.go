@@ -244,7 +244,7 @@ func (r *iceReceiver) fill(c *net.UDPConn) error {
 // pace hands linger what the last read found; a socket that polls sleeps
 // there to the next tick after a read that found nothing.
 func (r *iceReceiver) pace() {
-	if r.l == nil || !r.read1 {
+	if r.l == nil || !r.read1 || r.closed.Load() {
 		return
 	}
 	n := 0
@@ -252,8 +252,12 @@ func (r *iceReceiver) pace() {
 		n = 1
 	}
 	next := r.l.next(&r.lg, n, r.found)
-	if next && !r.poll {
+	switch {
+	case next && !r.poll:
 		r.closeWaiter()
+		r.l.polling.Add(1)
+	case !next && r.poll:
+		r.l.polling.Add(-1)
 	}
 	r.poll = next
 }
@@ -322,11 +326,12 @@ func (r *iceReceiver) setDeadline(t time.Time) error {
 }
 
 // close closes the waiter (waking a reader parked on it) and the socket.
-// A reader asleep to the tick finds it closed when it wakes.
+// A reader asleep to the tick finds it closed when it wakes; once it has
+// gone, the socket leaves the polling count.
 func (r *iceReceiver) close() error {
 	r.wmu.Lock()
-	defer r.wmu.Unlock()
 	if r.closed.Load() {
+		r.wmu.Unlock()
 		return net.ErrClosed
 	}
 	r.closed.Store(true)
@@ -334,7 +339,15 @@ func (r *iceReceiver) close() error {
 		r.waiter.Close()
 		r.waiter, r.waitRC = nil, nil
 	}
-	return r.sock.Close()
+	err := r.sock.Close()
+	r.wmu.Unlock()
+	r.mu.Lock()
+	if r.poll {
+		r.poll = false
+		r.l.polling.Add(-1)
+	}
+	r.mu.Unlock()
+	return err
 }
 
 // drop gives the buffer back.

@@ -393,6 +393,9 @@ func TestICEReceiveLingers(t *testing.T) {
 	if waiter {
 		t.Error("a polling socket keeps a duplicate registered with the netpoller")
 	}
+	if n := g.Polling(); n != 1 {
+		t.Errorf("Polling() = %d with one socket polling", n)
+	}
 
 	// A deadline ends a read that polls.
 	_ = rx.SetReadDeadline(time.Now().Add(2 * tick))
@@ -421,6 +424,9 @@ func TestICEReceiveLingers(t *testing.T) {
 	time.Sleep(20 * tick)
 	if p := rx.rx.polls.Load(); p != quiet {
 		t.Errorf("%d polls while waiting", p-quiet)
+	}
+	if n := g.Polling(); n != 0 {
+		t.Errorf("Polling() = %d with every socket waiting", n)
 	}
 	if _, err := tx.WriteToAddrPort(icePacket(n, 300), dst); err != nil {
 		t.Fatal(err)
@@ -471,8 +477,14 @@ func TestICEReceiveLingerClose(t *testing.T) {
 		_, _ = tx.WriteToAddrPort(icePacket(i, 200), dst)
 		time.Sleep(time.Millisecond)
 	}
+	if n := g.Polling(); n != 1 {
+		t.Errorf("Polling() = %d with one socket polling", n)
+	}
 	if err := rx.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+	if n := g.Polling(); n != 0 {
+		t.Errorf("Polling() = %d after the polling socket closed", n)
 	}
 	select {
 	case err := <-errc:
