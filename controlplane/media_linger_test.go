@@ -21,9 +21,9 @@ func withICENet(n *udp.ICENet) envOption {
 // enough for a test to pass it): the receiving gateway reads its ICE
 // socket on the tick, gw_ice_polling_sockets says so, and every packet
 // arrives, payload intact and in order. The sending gateway's ports do not
-// linger here, so each packet crosses alone, as from a browser or from one
-// of many lightly loaded streams; a lingering port's batch would arrive as
-// one GRO buffer a tick, one read that polling could not save.
+// linger here, so each packet crosses alone, as from a browser: a lingering
+// port's batch arrives as one GRO buffer a tick, one read, and the ICE
+// linger's rate counts reads.
 func TestMediaICESocketsLinger(t *testing.T) {
 	lingering := func() *udp.ICENet { return udp.NewICENet(dataplane.DefaultSockBuf, 2*time.Millisecond, 100) }
 	netA, netB := lingering(), lingering()

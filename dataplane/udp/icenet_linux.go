@@ -23,8 +23,10 @@ const iceBatching = true
 // way the dataplane's ports do (package doc, Linger): a registered socket
 // wakes the netpoller's thread on every datagram even while its reader
 // polls on the linger tick. Reads wait on a registered duplicate instead,
-// closed while polling; writes never wait (MSG_DONTWAIT). u is closed; its
-// address stays readable. On failure u is left as it was.
+// closed while polling; writes skip the netpoller (MSG_DONTWAIT, and a full
+// send buffer is tried again a millisecond later, as on the dataplane's
+// ports). u is closed; its address stays readable. On failure u is left as
+// it was.
 func (c *iceConn) open(u *net.UDPConn, rc syscall.RawConn) error {
 	fd, err := dupSocket(rc, false)
 	if err != nil {
@@ -57,12 +59,13 @@ func (c *iceConn) writeNow(b []byte, dst netip.AddrPort) (int, error) {
 
 func (c *iceConn) closeSocket() error { return c.rx.close() }
 
-// SetDeadline sets the read deadline: writes never wait.
+// SetDeadline sets the read deadline; writes have none (SetWriteDeadline).
 func (c *iceConn) SetDeadline(t time.Time) error { return c.rx.setDeadline(t) }
 
 func (c *iceConn) SetReadDeadline(t time.Time) error { return c.rx.setDeadline(t) }
 
-// SetWriteDeadline does nothing: writes never wait.
+// SetWriteDeadline does nothing: a write waits only while the kernel's send
+// buffer is full, which a UDP socket's rarely is for long.
 func (c *iceConn) SetWriteDeadline(time.Time) error { return nil }
 
 func (c *iceConn) SetReadBuffer(n int) error { return c.setsockopt(unix.SO_RCVBUF, n) }
@@ -122,7 +125,7 @@ func (s *iceSender) send(pkts [][]byte, dst netip.AddrPort) {
 // socket, and the pion goroutines each wakes, run on one thread wake-up a
 // tick, not one per datagram.
 type iceReceiver struct {
-	on     bool // UDP_GRO
+	on     bool // UDP_GRO is on (tests)
 	sock   *os.File
 	rc     syscall.RawConn // sock's
 	pool   *bufpool.Pool   // groBufSize buffers, shared by an ICENet's sockets
