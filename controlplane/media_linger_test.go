@@ -36,7 +36,8 @@ func TestMediaICESocketsLinger(t *testing.T) {
 
 	const n = 1500
 	const tag = "linger"
-	sent := make(chan struct{})
+	stop, sent := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stop); <-sent }) // before the apps close
 	go func() {
 		defer close(sent)
 		// 1,000 packets a second, caught up if a sleep runs long: over
@@ -46,7 +47,11 @@ func TestMediaICESocketsLinger(t *testing.T) {
 			for due := min(n, int(time.Since(start)/time.Millisecond)+1); i < due; i++ {
 				alice.videoApp.send(alice.videoPort, rtpBytes(uint8(alice.videoPT), 0x4242, i, fmt.Sprintf("%s-%d", tag, i)))
 			}
-			time.Sleep(time.Millisecond)
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
 		}
 	}()
 	buf := make([]byte, 2048)
@@ -76,7 +81,6 @@ func TestMediaICESocketsLinger(t *testing.T) {
 			}
 		}
 	}
-	<-sent
 	if polling < 1 {
 		t.Errorf("gw_ice_polling_sockets was at most %v while the receiving gateway got 1,000 packets a second", polling)
 	}
