@@ -370,11 +370,16 @@ func TestICEReceiveLingers(t *testing.T) {
 		}
 		errc <- nil
 	}()
-	for i := range uint32(n) {
-		if _, err := tx.WriteToAddrPort(icePacket(i, 200), dst); err != nil {
-			t.Fatal(err)
+	// 1,000 a second, caught up when a sleep runs long (a loaded machine),
+	// so that the socket is read over 200 times a second whatever the
+	// scheduler does.
+	start := time.Now()
+	for i := uint32(0); i < n; time.Sleep(time.Millisecond) {
+		for due := min(n, uint32(time.Since(start)/time.Millisecond)+1); i < due; i++ {
+			if _, err := tx.WriteToAddrPort(icePacket(i, 200), dst); err != nil {
+				t.Fatal(err)
+			}
 		}
-		time.Sleep(time.Millisecond)
 	}
 	select {
 	case err := <-errc:
@@ -470,12 +475,14 @@ func TestICEReceiveLingerClose(t *testing.T) {
 			}
 		}
 	}()
-	for i := uint32(0); rx.rx.polls.Load() < 50; i++ {
-		if i == 5000 {
+	start := time.Now()
+	for i := uint32(0); rx.rx.polls.Load() < 50; time.Sleep(time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
 			t.Fatal("the socket never polled")
 		}
-		_, _ = tx.WriteToAddrPort(icePacket(i, 200), dst)
-		time.Sleep(time.Millisecond)
+		for due := uint32(time.Since(start)/time.Millisecond) + 1; i < due; i++ {
+			_, _ = tx.WriteToAddrPort(icePacket(i, 200), dst)
+		}
 	}
 	if n := g.Polling(); n != 1 {
 		t.Errorf("Polling() = %d with one socket polling", n)
