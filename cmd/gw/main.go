@@ -34,10 +34,10 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
-// lingerRate is the media ports' packet rate over which --dataplane-linger
-// holds reads: two datagrams a millisecond, so that a tick gathers several,
-// and the 1,000 packets/s stream the latency goal is judged on is never
-// held.
+// lingerRate is the media ports' packet rate (and, counted apart, the ICE
+// sockets' read rate) over which --dataplane-linger holds reads: two
+// datagrams a millisecond, so that a tick gathers several, and the 1,000
+// packets/s stream the latency goal is judged on is never held.
 const lingerRate = 2000
 
 // lingerFor is --dataplane-linger as it acts: only the batched dataplane,
