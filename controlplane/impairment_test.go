@@ -113,7 +113,7 @@ func TestICETransportPolicy(t *testing.T) {
 //     within ±25% of that, which checks gw's measurement itself (seen
 //     within 5%). The median of 4 publications before impairing (the same
 //     noise, no delay) must match what the relay emitted then, within
-//     25% plus 0.5 ms, and the impaired mean must exceed it by at least
+//     25% plus 1 ms, and the impaired mean must exceed it by at least
 //     D/6.
 //   - Video: the callee sends NACKs and the caller receives them; the
 //     caller's retransmitted count equals the resends the relay saw (a
@@ -267,10 +267,11 @@ func TestImpairmentInMetrics(t *testing.T) {
 	} {
 		// Before impairing, gw reads what the relay passed on: the
 		// machine's own noise (well under D/6 when quiet; a loaded
-		// machine under -race has reached 4 ms), with 0.5 ms for what
-		// is added after the relay.
+		// machine under -race has reached 4 ms), with 1 ms for what is
+		// added after the relay (0.67 ms in one CI run, under -race with
+		// the other packages' tests on both CPUs).
 		b := median(c.base)
-		if ref := baseRelay.outJitter; math.Abs(b-ref) > 0.25*ref+0.0005 {
+		if ref := baseRelay.outJitter; math.Abs(b-ref) > 0.25*ref+0.001 {
 			t.Errorf("%s before impairing: %v, median %.5f s, the relay emitted %.5f s", c.what, c.base, b, ref)
 		}
 		m := mean(c.imp)
